@@ -1,0 +1,59 @@
+"""The ``distlaw`` command line: a thin typer layer over the Python API.
+
+Each command module registers itself on ``app``; every command has ``--json``. A
+DistlawError (bad input) becomes one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from distlaw.cli import density, fit, lab, plan, predict
+from distlaw.cli.common import err_console
+from distlaw.errors import DistlawError
+
+app = typer.Typer(
+    name="distlaw",
+    help=(
+        "Distillation scaling laws for language models: predict losses, fit laws to your runs, "
+        "plan compute-optimal distillation, run the experiments, measure capacity density.\n\n"
+        "Start with `distlaw demo`, or `distlaw predict --params 1e9 --tokens 2e10 --teacher-loss 2.2`."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+for module in (predict, fit, plan, lab, density):
+    module.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from distlaw import __version__
+
+        print(f"distlaw {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Distillation scaling laws for language models."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point. Usage errors exit 2 (typer); a DistlawError prints one line and exits 2."""
+    try:
+        app(args=argv, prog_name="distlaw")
+    except DistlawError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Helpers shared by the CLI commands: JSON output, rich tables, coefficient loading."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """NumPy scalars/arrays and non-finite floats made JSON-safe (NaN/inf become null)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return to_jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def print_json(obj: Any) -> None:
+    """Print plain JSON on stdout (no rich markup), for scripts."""
+    print(json.dumps(to_jsonable(obj), indent=2))
+
+
+def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for c in columns:
+        table.add_column(c, justify="right" if c != columns[0] else "left")
+    for row in rows:
+        table.add_row(*[fmt(v) for v in row])
+    console.print(table)
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+            return f"{v:.4g}"
+        return f"{v:.4f}"
+    return str(value)

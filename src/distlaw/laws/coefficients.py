@@ -1,0 +1,152 @@
+"""Coefficient sets for the supervised and distillation laws, with one JSON schema.
+
+    {"supervised":   {"E", "A", "B", "alpha", "beta", "gamma"},
+     "distillation": {"A", "B", "alpha", "beta", "gamma", "c0", "c1", "f1", "d1"},
+     "bootstrap":    {"supervised": [{...}, ...], "distillation": [{...}, ...]},   # optional
+     "meta":         {...}}                                                        # optional
+
+The distillation block holds the primed coefficients of Busbridge Eq. 8. ``bootstrap`` holds
+coefficient samples (from ``distlaw fit --bootstrap``) that the planner turns into intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from distlaw.errors import DistlawError
+
+LawName = Literal["supervised", "distillation"]
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.model_dump().items()}
+
+
+class SupervisedCoefficients(_Block):
+    """L(N, D) = E + (A/N^alpha + B/D^beta)^gamma (Busbridge Eq. 1)."""
+
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+    gamma: float = 1.0
+
+    @field_validator("E", "A", "B")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+
+class DistillationCoefficients(_Block):
+    """Primed coefficients of Busbridge Eq. 8 (A', B', alpha', beta', gamma') and c0, c1, f1, d1."""
+
+    A: float
+    B: float
+    alpha: float
+    beta: float
+    gamma: float
+    c0: float
+    c1: float
+    f1: float
+    d1: float
+
+    @field_validator("A", "B", "f1", "d1")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+
+BLOCKS: dict[str, type[_Block]] = {
+    "supervised": SupervisedCoefficients,
+    "distillation": DistillationCoefficients,
+}
+
+
+class Coefficients(BaseModel):
+    """Both laws' coefficients (either may be absent), optional bootstrap samples and metadata."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    supervised: SupervisedCoefficients | None = None
+    distillation: DistillationCoefficients | None = None
+    bootstrap: dict[LawName, list[dict[str, float]]] | None = None
+    meta: dict[str, Any] | None = None
+
+    def require(self, law: LawName) -> Any:
+        """The block for ``law``, or a DistlawError naming what is missing."""
+        block = getattr(self, law)
+        if block is None:
+            source = (self.meta or {}).get("name", "these coefficients")
+            raise DistlawError(f"{source} have no {law} law coefficients")
+        return block
+
+    def samples(self, law: LawName) -> list[_Block]:
+        """Bootstrap samples of ``law`` as coefficient blocks (empty if none were stored)."""
+        rows = (self.bootstrap or {}).get(law, [])
+        return [BLOCKS[law](**row) for row in rows]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+    def save(self, path: str | Path) -> None:
+        from distlaw.io import write_json
+
+        write_json(self.to_dict(), path)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "coefficients") -> Coefficients:
+        """Validate a parsed JSON object; any problem is one DistlawError line naming the field."""
+        if not isinstance(data, dict):
+            raise DistlawError(f"{source}: expected a JSON object with 'supervised' and/or 'distillation'")
+        try:
+            coefficients = cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise DistlawError(f"{source}: {where}: {err['msg']}") from exc
+        if coefficients.supervised is None and coefficients.distillation is None:
+            raise DistlawError(f"{source}: needs a 'supervised' or 'distillation' block")
+        return coefficients
+
+    @classmethod
+    def load(cls, path: str | Path) -> Coefficients:
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text())
+        except OSError as exc:
+            raise DistlawError(f"{p}: cannot read ({exc.strerror})") from exc
+        except json.JSONDecodeError as exc:
+            raise DistlawError(f"{p}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+        return cls.from_dict(data, source=str(p))
+
+
+def positive_array(values: ArrayLike, name: str, allow_inf: bool = False) -> np.ndarray:
+    """``values`` as a float array, or a DistlawError if any entry is NaN, non-positive or (unless allowed) inf."""
+    arr = np.asarray(values, dtype=float)
+    bad = np.isnan(arr) | (arr <= 0) | (~allow_inf & np.isinf(arr))
+    if bad.any():
+        first = arr.flat[int(np.flatnonzero(bad)[0])]
+        raise DistlawError(f"{name} must be positive and finite, got {first:g}")
+    return arr
