@@ -38,7 +38,7 @@ def test_matches_naive_formula_where_naive_is_safe():
 @given(st.floats(1e6, 1e17), st.floats(1e6, 1e17), st.floats(0.5, 10.0))
 def test_no_overflow_and_limits_hold_over_the_whole_range(n, d, lt):
     ls = student_loss(n, d, lt, BUSBRIDGE)
-    assert np.isfinite(ls) and ls >= lt  # the student never beats the teacher's loss floor
+    assert np.isfinite(ls) and ls >= lt * (1 - 1e-12)  # the student never beats the teacher's loss floor
     assert np.isfinite(supervised_loss(n, d, BUSBRIDGE.supervised))
 
 
