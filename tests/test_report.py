@@ -1,0 +1,51 @@
+"""The HTML report: self-contained, figures embedded, written atomically."""
+
+import base64
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from distlaw.laws import load_coefficients, student_loss, supervised_loss
+from distlaw.report import Report, parity_figure, student_teacher_figure, supervised_fit_figure
+from distlaw.runs import predict_runs
+
+COEF = load_coefficients("busbridge2025")
+
+
+@pytest.fixture
+def runs() -> pd.DataFrame:
+    rows = [
+        {"kind": "supervised", "params": n, "tokens": d, "loss": float(supervised_loss(n, d, COEF.supervised))}
+        for n in (1e8, 1e9) for d in (2e9, 2e10)
+    ]
+    rows += [
+        {"kind": "distilled", "params": 3e8, "tokens": 6e9, "teacher_loss": lt, "loss": float(student_loss(3e8, 6e9, lt, COEF))}
+        for lt in np.linspace(1.9, 2.8, 4)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_report_embeds_valid_pngs_and_tables(runs, tmp_path):
+    report = Report("distlaw test")
+    report.heading("Runs")
+    report.table(runs)
+    report.figure(supervised_fit_figure(runs, COEF), "supervised")
+    report.figure(student_teacher_figure(runs, COEF), "students")
+    report.figure(parity_figure(predict_runs(runs, COEF)), "parity")
+    path = report.write(tmp_path / "report.html")
+    text = path.read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
+    assert len(images) == 3
+    assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
+    assert text.count("<tr>") >= len(runs) + 1
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def test_failed_render_leaves_no_file(tmp_path, monkeypatch):
+    report = Report("broken")
+    monkeypatch.setattr(Report, "render", lambda self: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError):
+        report.write(tmp_path / "report.html")
+    assert list(tmp_path.iterdir()) == []
