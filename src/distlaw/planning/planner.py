@@ -1,0 +1,325 @@
+"""Compute-optimal distillation (Busbridge et al. 2025, arXiv 2502.08606, Sec. 5 and App. H).
+
+For a fixed student size N_S and budget C, minimize L_S(N_S, D_S, L_T) (Eq. 8) subject to
+3 F(N_S) D_S + F(N_T) (dLgt D_S + dPre 3 D_T) = C (Eq. 9), with N_T, D_S, D_T in 1e6..1e17.
+The constraint removes one variable, leaving searches along it (``search.grid_minimize``):
+
+- best case (teacher free): D_S = C / 3 F(N_S) is fixed; a 1-D search over the teacher loss L_T
+  reachable by any teacher in the bounds, then the cheapest teacher (least 3 F(N_T) D_T) reaching it;
+- teacher inference: 1-D over log N_T with D_T at its bound 1e17: pretraining is free, and for any
+  teacher a smaller one trained longer reaches the same L_T with cheaper logits, leaving more D_S
+  (L_S falls with D_S at fixed L_T); D_S = C / (3 F(N_S) + F(N_T));
+- teacher pretraining (+ inference): 2-D over (log N_T, logit of the share f of C spent on the
+  student's side); D_S = f C / (3 F(N_S) + dLgt F(N_T)), D_T = (1 - f) C / 3 F(N_T).
+
+Every method broadcasts over student sizes and budgets; on a ``bootstrap()`` planner the results
+gain a leading axis with one entry per coefficient sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from distlaw.compute import FlopModel
+from distlaw.errors import DistlawError
+from distlaw.laws import Coefficients
+from distlaw.laws.coefficients import positive_array
+from distlaw.planning.lawbatch import LawBatch
+from distlaw.planning.scenarios import Scenario, get_scenario
+from distlaw.planning.search import grid_minimize
+
+MIN_SIZE, MAX_SIZE = 1e6, 1e17  # bounds on N_T, D_S, D_T (App. H); 1e6 tokens is about one training step
+LOG_MIN, LOG_MAX = np.log(MIN_SIZE), np.log(MAX_SIZE)
+CHUNK_POINTS = 2**21  # grid points evaluated at once, to bound memory
+RECORD_FIELDS = (
+    "compute", "student_params", "student_tokens", "teacher_params", "teacher_tokens", "teacher_loss", "student_loss"
+)
+
+
+@dataclass(frozen=True)
+class Recipes:
+    """Optimal recipes for one scenario; every field has the broadcast shape of the inputs."""
+
+    scenario: str
+    student_params: np.ndarray
+    compute: np.ndarray
+    student_tokens: np.ndarray
+    teacher_params: np.ndarray
+    teacher_tokens: np.ndarray
+    teacher_loss: np.ndarray
+    student_loss: np.ndarray
+    student_flops: np.ndarray
+    teacher_inference_flops: np.ndarray
+    teacher_pretraining_flops: np.ndarray
+
+    def compute_split(self) -> dict[str, np.ndarray]:
+        """Fractions of the counted compute: student training, teacher inference, teacher pretraining."""
+        total = self.student_flops + self.teacher_inference_flops + self.teacher_pretraining_flops
+        return {
+            "student_training": self.student_flops / total,
+            "teacher_inference": self.teacher_inference_flops / total,
+            "teacher_pretraining": self.teacher_pretraining_flops / total,
+        }
+
+    def record(self, index: tuple[int, ...] | int = ()) -> dict:
+        """One recipe as plain JSON-ready values."""
+        return {
+            "scenario": self.scenario,
+            **{k: float(getattr(self, k)[index]) for k in RECORD_FIELDS},
+            "compute_split": {k: float(v[index]) for k, v in self.compute_split().items()},
+        }
+
+
+@dataclass(frozen=True)
+class ExistingTeacher:
+    """A trained teacher: its size and either its loss or its training tokens."""
+
+    params: float
+    loss: float | None = None
+    tokens: float | None = None
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The supervised alternative: all of C spent on tokens for the same student."""
+
+    student_params: np.ndarray
+    compute: np.ndarray
+    tokens: np.ndarray
+    loss: np.ndarray
+
+
+class Planner:
+    """Solves the compute-optimal distillation problems for one set of law coefficients."""
+
+    def __init__(self, coefficients: Coefficients, flops: FlopModel | None = None, sampled: bool = False) -> None:
+        self.coefficients = coefficients
+        self.flops = flops or FlopModel()
+        self.sampled = sampled
+        self.law = LawBatch.bootstrap(coefficients) if sampled else LawBatch.point(coefficients)
+
+    def bootstrap(self) -> Planner:
+        """The same planner over the coefficients' bootstrap samples (results gain a leading sample axis)."""
+        return Planner(self.coefficients, self.flops, sampled=True)
+
+    # -- problem batches ---------------------------------------------------------------------
+
+    def batch(self, *arrays: ArrayLike) -> tuple[list[np.ndarray], LawBatch, tuple[int, ...]]:
+        """Flatten broadcast inputs and pair every problem with its coefficient row."""
+        arrs = np.broadcast_arrays(*[np.asarray(a, dtype=float) for a in arrays])
+        shape, size = arrs[0].shape, arrs[0].size
+        if not self.sampled:
+            return [a.ravel() for a in arrs], self.law.take(np.zeros(size, dtype=int)), shape
+        k = len(self.law)
+        rows = np.repeat(np.arange(k), size)
+        return [np.tile(a.ravel(), k) for a in arrs], self.law.take(rows), (k, *shape)
+
+    def minimum_compute(self, student_params: ArrayLike, scenario: Scenario) -> np.ndarray:
+        """The smallest budget the scenario can use: 1e6 student tokens (about one step) plus the least teacher."""
+        ns = np.asarray(student_params, dtype=float)
+        f_min = self.flops.forward(MIN_SIZE)
+        return (
+            self.flops.training(ns, MIN_SIZE)
+            + scenario.teacher_logits * f_min * MIN_SIZE
+            + scenario.teacher_pretraining * 3 * f_min * MIN_SIZE
+        )
+
+    def check(self, student_params: ArrayLike, compute: ArrayLike, scenario: Scenario) -> None:
+        """Raise a one-line DistlawError for sizes or budgets the planner cannot serve."""
+        ns = positive_array(student_params, "student params")
+        c = positive_array(compute, "compute")
+        if (ns > MAX_SIZE).any():
+            raise DistlawError(f"student params must be at most {MAX_SIZE:g}, got {ns.max():g}")
+        ns, c = np.broadcast_arrays(ns, c)
+        need = self.minimum_compute(ns, scenario)
+        short = c < need
+        if short.any():
+            i = int(np.flatnonzero(short.ravel())[0])
+            raise DistlawError(
+                f"compute {c.flat[i]:.3g} FLOPs is less than one student step for N_S={ns.flat[i]:.3g} "
+                f"in scenario {scenario.name} (needs at least {need.flat[i]:.3g} FLOPs: 1e6 tokens)"
+            )
+
+    # -- supervised baseline -----------------------------------------------------------------
+
+    def supervised(self, student_params: ArrayLike, compute: ArrayLike) -> Baseline:
+        """L(N_S, D) with D = C / 3 F(N_S): the student trained on all the compute (Eq. 1)."""
+        (ns, c), law, shape = self.batch(student_params, compute)
+        log_d = np.log(c) - np.log(3 * self.flops.forward(ns))
+        loss = np.exp(law.log_supervised(np.log(ns), log_d))
+        return Baseline(*(a.reshape(shape) for a in (np.broadcast_to(ns, loss.shape), c, np.exp(log_d), loss)))
+
+    # -- distillation ------------------------------------------------------------------------
+
+    def solve(self, student_params: ArrayLike, compute: ArrayLike, scenario: str | Scenario = "best") -> Recipes:
+        """The compute-optimal recipe (D_S, N_T, D_T, L_T, L_S) for each student size and budget."""
+        scn = get_scenario(scenario)
+        self.check(student_params, compute, scn)
+        (ns, c), law, shape = self.batch(student_params, compute)
+        log_ns, log_c = np.log(ns), np.log(c)
+        parts: list[dict[str, np.ndarray]] = []
+        step = max(1, CHUNK_POINTS // 64**2)
+        for start in range(0, len(ns), step):
+            rows = slice(start, start + step)
+            chunk_law = law.take(np.arange(len(ns))[rows])
+            if scn.teacher_logits or scn.teacher_pretraining:
+                parts.append(self._solve_teacher_costs(scn, log_ns[rows], log_c[rows], chunk_law))
+            else:
+                parts.append(self._solve_best(log_ns[rows], log_c[rows], chunk_law))
+        logs = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return self.build_recipes(scn, ns, c, logs, shape)
+
+    def _solve_best(self, log_ns: np.ndarray, log_c: np.ndarray, law: LawBatch) -> dict[str, np.ndarray]:
+        log_ds = log_c - np.log(3 * self.flops.forward(np.exp(log_ns)))
+        log_lt, log_ls = self.best_teacher_loss(log_ns, log_ds, law)
+        log_nt, log_dt = self.cheapest_teacher(log_lt, law)
+        return {"log_ds": log_ds, "log_nt": log_nt, "log_dt": log_dt, "log_lt": log_lt, "log_ls": log_ls}
+
+    def best_teacher_loss(
+        self, log_ns: np.ndarray, log_ds: np.ndarray, law: LawBatch
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """argmin over L_T of Eq. 8 within what teachers in the bounds can reach: (log L_T*, log L_S*)."""
+        lo = law.log_supervised(np.full_like(log_ns, LOG_MAX), np.full_like(log_ns, LOG_MAX))
+        hi = law.log_supervised(np.full_like(log_ns, LOG_MIN), np.full_like(log_ns, LOG_MIN))
+        x, value = grid_minimize(
+            lambda lt: law.log_student(log_ns[:, None], log_ds[:, None], lt), lo[:, None], hi[:, None], points=256
+        )
+        return x[:, 0], value
+
+    def cheapest_teacher(self, log_lt: np.ndarray, law: LawBatch) -> tuple[np.ndarray, np.ndarray]:
+        """The teacher (log N_T, log D_T) reaching loss L_T with the least pretraining compute 3 F(N_T) D_T."""
+
+        def cost(u: np.ndarray) -> np.ndarray:
+            log_dt = law.log_tokens_for_loss(u, log_lt[:, None])
+            ok = (log_dt >= LOG_MIN - 1e-9) & (log_dt <= LOG_MAX + 1e-9)
+            return np.where(ok, np.log(self.flops.forward(np.exp(u))) + log_dt, np.inf)
+
+        lo = np.full((len(log_lt), 1), LOG_MIN)
+        x, _ = grid_minimize(cost, lo, np.full_like(lo, LOG_MAX), points=256)
+        log_nt = x[:, 0]
+        return log_nt, np.clip(law.log_tokens_for_loss(log_nt, log_lt), LOG_MIN, LOG_MAX)
+
+    def allocate(
+        self, scn: Scenario, log_ns: np.ndarray, log_c: np.ndarray, log_nt: np.ndarray, v: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(log D_S, log D_T) on the budget constraint (Eq. 9) at teacher size N_T and free variable v.
+
+        v is log D_T when the teacher's pretraining is free, else the logit of the student-side share of C.
+        """
+        f_s, f_t = self.flops.forward(np.exp(log_ns)), self.flops.forward(np.exp(log_nt))
+        log_student_cost = np.log(3 * f_s + scn.teacher_logits * f_t)
+        if not scn.teacher_pretraining:
+            return log_c - log_student_cost, v
+        log_share, log_rest = -np.logaddexp(0.0, -v), -np.logaddexp(0.0, v)
+        return log_c + log_share - log_student_cost, log_c + log_rest - np.log(3 * f_t)
+
+    def objective(
+        self, scn: Scenario, log_ns: np.ndarray, log_c: np.ndarray, law: LawBatch
+    ) -> Callable[..., np.ndarray]:
+        """log L_S as a function of (log N_T, v) on the constraint; +inf outside the bounds."""
+
+        def fn(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+            shape = (-1,) + (1,) * (max(np.ndim(u), np.ndim(v)) - 1)
+            ns_, c_ = log_ns.reshape(shape), log_c.reshape(shape)
+            log_ds, log_dt = self.allocate(scn, ns_, c_, u, v)
+            log_ls = law.log_student(ns_, log_ds, law.log_supervised(u, log_dt))
+            ok = (log_ds >= LOG_MIN) & (log_dt >= LOG_MIN) & (log_dt <= LOG_MAX)
+            return np.where(ok, log_ls, np.inf)
+
+        return fn
+
+    def box(self, scn: Scenario, log_ns: np.ndarray, log_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Search box (P, 2) for (log N_T, v): every teacher that could fit in the budget."""
+        f_s, f_min = self.flops.forward(np.exp(log_ns)), self.flops.forward(MIN_SIZE)
+        u_hi = np.full_like(log_c, LOG_MAX)
+        if scn.teacher_logits or scn.teacher_pretraining:  # a costed teacher needs F(N_T) 1e6 <= C, and F >= 2N
+            u_hi = np.minimum(u_hi, log_c - np.log(2 * MIN_SIZE))
+        if scn.teacher_pretraining:
+            share_lo = (3 * f_s + scn.teacher_logits * f_min) * MIN_SIZE / np.exp(log_c)
+            rest_lo = 3 * f_min * MIN_SIZE / np.exp(log_c)
+            v_lo, v_hi = np.log(share_lo) - np.log1p(-share_lo), np.log1p(-rest_lo) - np.log(rest_lo)
+        else:
+            v_lo, v_hi = np.full_like(log_c, LOG_MIN), np.full_like(log_c, LOG_MAX)
+        return np.stack([np.full_like(log_c, LOG_MIN), v_lo], 1), np.stack([u_hi, v_hi], 1)
+
+    def _solve_teacher_costs(
+        self, scn: Scenario, log_ns: np.ndarray, log_c: np.ndarray, law: LawBatch
+    ) -> dict[str, np.ndarray]:
+        lo, hi = self.box(scn, log_ns, log_c)
+        fn = self.objective(scn, log_ns, log_c, law)
+        if scn.teacher_pretraining:
+            x, log_ls = grid_minimize(fn, lo, hi)
+        else:
+            u, log_ls = grid_minimize(lambda u: fn(u, np.full_like(u, LOG_MAX)), lo[:, :1], hi[:, :1], points=256)
+            x = np.concatenate([u, np.full_like(u, LOG_MAX)], axis=1)
+        log_nt = x[:, 0]
+        log_ds, log_dt = self.allocate(scn, log_ns, log_c, log_nt, x[:, 1])
+        log_lt = law.log_supervised(log_nt, log_dt)
+        return {"log_ds": log_ds, "log_nt": log_nt, "log_dt": log_dt, "log_lt": log_lt, "log_ls": log_ls}
+
+    def build_recipes(
+        self, scn: Scenario, ns: np.ndarray, c: np.ndarray, logs: dict[str, np.ndarray], shape: tuple[int, ...]
+    ) -> Recipes:
+        """Recipes (reshaped to ``shape``) from flat log-space solutions, with their FLOP split."""
+        ds, nt, dt = np.exp(logs["log_ds"]), np.exp(logs["log_nt"]), np.exp(logs["log_dt"])
+        f_t = self.flops.forward(nt)
+        values = {
+            "student_params": ns,
+            "compute": c,
+            "student_tokens": ds,
+            "teacher_params": nt,
+            "teacher_tokens": dt,
+            "teacher_loss": np.exp(logs["log_lt"]),
+            "student_loss": np.exp(logs["log_ls"]),
+            "student_flops": self.flops.training(ns, ds),
+            "teacher_inference_flops": scn.teacher_logits * f_t * ds,
+            "teacher_pretraining_flops": 3 * f_t * dt if scn.teacher_pretraining else np.zeros_like(dt),
+        }
+        return Recipes(scn.name, **{k: v.reshape(shape) for k, v in values.items()})
+
+    # -- an existing teacher -----------------------------------------------------------------
+
+    def solve_existing(
+        self,
+        student_params: ArrayLike,
+        compute: ArrayLike,
+        teacher: ExistingTeacher,
+        scenario: str | Scenario = "teacher-inference",
+    ) -> Recipes:
+        """Best D_S under C for a given teacher: L_S falls with D_S (Eq. 8), so spend everything left.
+
+        D_S = (C - dPre 3 F(N_T) D_T) / (3 F(N_S) + dLgt F(N_T)). The teacher gives its loss or its
+        training tokens (then L_T = L(N_T, D_T)); counting its pretraining needs the tokens.
+        """
+        scn = get_scenario(scenario)
+        nt = float(positive_array(teacher.params, "teacher params"))
+        if (teacher.loss is None) == (teacher.tokens is None):
+            raise DistlawError("give the teacher's loss or its training tokens (exactly one)")
+        if scn.teacher_pretraining and teacher.tokens is None:
+            raise DistlawError(f"scenario {scn.name} counts the teacher's pretraining: give its training tokens")
+        ns = positive_array(student_params, "student params")
+        c = positive_array(compute, "compute")
+        if teacher.loss is not None:
+            floor = self.coefficients.require("supervised").E
+            if not teacher.loss > floor:
+                raise DistlawError(f"teacher loss {teacher.loss:g} is not above the supervised law's floor E = {floor:g}")
+        dt = np.nan if teacher.tokens is None else float(positive_array(teacher.tokens, "teacher tokens"))
+        (ns, c), law, shape = self.batch(ns, c)
+        f_t = self.flops.forward(nt)
+        left = c - scn.teacher_pretraining * 3 * f_t * np.nan_to_num(dt)
+        ds = left / (3 * self.flops.forward(ns) + scn.teacher_logits * f_t)
+        if (ds < MIN_SIZE).any():
+            i = int(np.argmin(ds))
+            raise DistlawError(
+                f"compute {c[i]:.3g} FLOPs leaves less than one student step (1e6 tokens) for N_S={ns[i]:.3g} "
+                f"with this teacher in scenario {scn.name}"
+            )
+        log_nt, log_dt = np.full_like(ns, np.log(nt)), np.full_like(ns, np.log(dt))
+        log_lt = np.full_like(ns, np.log(teacher.loss)) if teacher.loss is not None else law.log_supervised(log_nt, log_dt)
+        log_ls = law.log_student(np.log(ns), np.log(ds), log_lt)
+        logs = {"log_ds": np.log(ds), "log_nt": log_nt, "log_dt": log_dt, "log_lt": log_lt, "log_ls": log_ls}
+        return self.build_recipes(scn, ns, c, logs, shape)
