@@ -1,7 +1,271 @@
-"""Placeholder: this command group is being built (see the issue tracker)."""
+"""``distlaw train``, ``distlaw distill`` and ``distlaw cache-teacher``: one lab run, or one teacher cache."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Annotated, Literal, Optional
 
 import typer
+from pydantic import ValidationError
+
+from distlaw.cli.common import console, print_json, print_table
+from distlaw.compute import ModelShape
+from distlaw.errors import DistlawError
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the RunResult as JSON instead of a table.")]
+ParamsOption = Annotated[Optional[float], typer.Option("--params", "-n", help="Non-embedding parameters N (fixed-aspect-ratio shape).")]
+LayersOption = Annotated[Optional[int], typer.Option("--layers", help="Explicit shape: number of layers (with --d-model).")]
+DModelOption = Annotated[Optional[int], typer.Option("--d-model", help="Explicit shape: model width (with --layers).")]
+AspectOption = Annotated[int, typer.Option("--aspect-ratio", help="d_model / n_layers for --params (the paper uses 128).")]
+HeadDimOption = Annotated[int, typer.Option("--head-dim", help="Attention head width (the paper uses 64).")]
+TokensOption = Annotated[float, typer.Option("--tokens", "-d", help="Training tokens D (rounded up to whole batches).")]
+CorpusOption = Annotated[str, typer.Option("--corpus", help="'shakespeare' (embedded), a .txt/.md/.jsonl/.parquet file, a directory, or a saved datasets directory.")]
+TokenizerOption = Annotated[str, typer.Option("--tokenizer", help="'byte', 'bpe:VOCAB' (trained locally) or a tokenizer directory.")]
+SeqLenOption = Annotated[int, typer.Option("--seq-len", help="Context length of training windows.")]
+BatchOption = Annotated[int, typer.Option("--batch-size", help="Windows per optimiser step (global, over all processes).")]
+LrOption = Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, warmup then cosine).")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the initialisation and (without a teacher cache) the data order.")]
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Run directory (a Hugging Face checkpoint when done; rerun to resume).")]
+CacheDirOption = Annotated[Optional[Path], typer.Option("--cache-dir", help="Where tokenized corpora are kept (default: OUT/../.distlaw-cache).")]
+EvalOption = Annotated[int, typer.Option("--eval-tokens", help="Held-out tokens for the validation loss.")]
+CheckpointOption = Annotated[Optional[int], typer.Option("--checkpoint-every", help="Write a resume state every this many steps.")]
+DeviceOption = Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: cuda when available).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+StoreOption = Annotated[Optional[Path], typer.Option("--store", help="Run store (SQLite) in which --teacher may name a finished run.")]
+
+MIN_PARAMS, MAX_PARAMS = 1e2, 1e12
+
+
+def _shape(params: float | None, layers: int | None, d_model: int | None, aspect_ratio: int, head_dim: int, vocab: int, n_ctx: int) -> ModelShape:
+    """A shape from --params (fixed aspect ratio) or from --layers/--d-model; sizes out of range are errors."""
+    if (params is None) == (layers is None and d_model is None):
+        raise DistlawError("give the model size as --params N or as --layers L --d-model D (not both)")
+    if params is not None:
+        if not (math.isfinite(params) and MIN_PARAMS <= params <= MAX_PARAMS):
+            raise DistlawError(f"--params {params:g} is out of range ({MIN_PARAMS:g} .. {MAX_PARAMS:g})")
+        shape = ModelShape.from_params(params, aspect_ratio=aspect_ratio, head_dim=head_dim, vocab_size=vocab, n_ctx=n_ctx)
+        if not 0.5 <= shape.non_embedding_params / params <= 2:
+            raise DistlawError(
+                f"--params {params:g} is out of range for aspect ratio {aspect_ratio} (nearest shape has "
+                f"{shape.non_embedding_params} parameters; lower --aspect-ratio or give --layers/--d-model)"
+            )
+        return shape
+    if layers is None or d_model is None:
+        raise DistlawError("an explicit shape needs both --layers and --d-model")
+    if d_model % head_dim:
+        raise DistlawError(f"--d-model {d_model} is not a multiple of --head-dim {head_dim}")
+    return ModelShape.from_dims(layers, d_model, n_ctx=n_ctx, vocab_size=vocab, head_dim=head_dim)
+
+
+def _teacher_path(teacher: str, store: Path | None) -> Path:
+    """``--teacher``: a checkpoint directory, or the name of a finished run in ``--store``."""
+    path = Path(teacher)
+    if path.is_dir():
+        return path
+    if store is not None:
+        from distlaw.store import RunStore
+
+        with RunStore(store, create=False) as runs:
+            record = runs.get(teacher)
+            if record is not None:
+                if record.status != "done":
+                    raise DistlawError(f"--teacher {teacher}: run is {record.status}, not done")
+                return runs.run_dir(teacher)
+    raise DistlawError(f"--teacher {teacher}: no such checkpoint directory" + (f" or run in {store}" if store else ""))
+
+
+def _option_error(exc: ValidationError) -> DistlawError:
+    """A pydantic validation error as one line naming the option."""
+    first = exc.errors()[0]
+    return DistlawError(f"invalid option {'.'.join(map(str, first['loc']))}: {first['msg']}")
+
+
+def _count(value: float, flag: str) -> int:
+    if not (math.isfinite(value) and 1 <= value <= 1e15):
+        raise DistlawError(f"{flag} {value:g} is out of range (1 .. 1e15)")
+    return int(value)
+
+
+def _run(kind: Literal["supervised", "distilled"], out: Path, shape_args: dict, data_args: dict, optim_args: dict,
+         tokens: float, eval_tokens: int, checkpoint_every: int | None, device: str | None, quiet: bool,
+         json_output: bool, teacher: str | None = None, teacher_cache: Path | None = None,
+         distill_args: dict | None = None, shard_teacher: bool = False) -> None:
+    from distlaw.lab.config import DataConfig, DistillConfig, OptimConfig, RunSpec
+    from distlaw.lab.data import prepare_data
+    from distlaw.lab.train import default_cache, train_run
+
+    try:
+        data_cfg = DataConfig(**data_args)
+        data = prepare_data(data_cfg, default_cache(out))
+        shape = _shape(**shape_args, vocab=data.vocab_size, n_ctx=data_cfg.seq_len)
+        spec = RunSpec(
+            name=out.name, kind=kind, shape=shape, tokens=_count(tokens, "--tokens"), teacher=teacher,
+            data=data_cfg, optim=OptimConfig(**optim_args), distill=DistillConfig(**(distill_args or {})),
+            eval_tokens=eval_tokens,
+        )
+    except ValidationError as exc:
+        raise _option_error(exc) from None
+    teacher_dir = Path(teacher) if teacher is not None and teacher_cache is None else None
+    result = train_run(spec, out, teacher_dir=teacher_dir, teacher_cache=teacher_cache, progress=not quiet,
+                       checkpoint_every=checkpoint_every, device=device, shard_teacher=shard_teacher)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process reports
+        return
+    if json_output:
+        print_json(result.model_dump(mode="json"))
+        return
+    rows = [[name, value] for name, value in result.model_dump().items() if value is not None]
+    print_table(f"{kind} run {out}", ["quantity", "value"], rows)
+
+
+def train(
+    out: OutOption,
+    tokens: TokensOption,
+    params: ParamsOption = None,
+    layers: LayersOption = None,
+    d_model: DModelOption = None,
+    aspect_ratio: AspectOption = 16,
+    head_dim: HeadDimOption = 8,
+    corpus: CorpusOption = "shakespeare",
+    tokenizer: TokenizerOption = "byte",
+    seq_len: SeqLenOption = 128,
+    batch_size: BatchOption = 32,
+    lr: LrOption = 3e-3,
+    seed: SeedOption = 0,
+    cache_dir: CacheDirOption = None,
+    eval_tokens: EvalOption = 65536,
+    checkpoint_every: CheckpointOption = None,
+    device: DeviceOption = None,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Train a student on next-token prediction (supervised); the run directory becomes a checkpoint.
+
+    Examples:
+
+      distlaw train --params 3e4 --tokens 1e6 --out runs/s30k
+
+      distlaw train --layers 4 --d-model 64 --tokens 4e6 --corpus my.jsonl --tokenizer bpe:4096 --out runs/t --json
+    """
+    _run(
+        "supervised", out,
+        dict(params=params, layers=layers, d_model=d_model, aspect_ratio=aspect_ratio, head_dim=head_dim),
+        dict(corpus=corpus, tokenizer=tokenizer, seq_len=seq_len, cache_dir=str(cache_dir) if cache_dir else None),
+        dict(lr=lr, batch_size=batch_size, seed=seed),
+        tokens, eval_tokens, checkpoint_every, device, quiet, json_output,
+    )
+
+
+def distill(
+    out: OutOption,
+    tokens: TokensOption,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Teacher: a run directory, any local Hugging Face checkpoint, or a run name in --store.")] = None,
+    teacher_cache: Annotated[Optional[Path], typer.Option("--teacher-cache", help="A cache built by `distlaw cache-teacher` (no teacher FLOPs per student).")] = None,
+    weight: Annotated[float, typer.Option("--weight", help="lambda: weight of the KL term (1 - lambda goes to CE).")] = 1.0,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", help="tau (default 1, or the cache's).")] = None,
+    z_loss: Annotated[float, typer.Option("--z-loss", help="Z-loss weight.")] = 1e-4,
+    divergence: Annotated[str, typer.Option("--divergence", help="forward: KL(teacher||student); reverse: KL(student||teacher).")] = "forward",
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Truncate the teacher to its top-k tokens (renormalised).")] = None,
+    top_p: Annotated[Optional[float], typer.Option("--top-p", help="Truncate the teacher to its top-p nucleus (renormalised).")] = None,
+    fsdp_teacher: Annotated[bool, typer.Option("--fsdp-teacher", help="Shard the teacher with FSDP across processes (torchrun).")] = False,
+    store: StoreOption = None,
+    params: ParamsOption = None,
+    layers: LayersOption = None,
+    d_model: DModelOption = None,
+    aspect_ratio: AspectOption = 16,
+    head_dim: HeadDimOption = 8,
+    corpus: CorpusOption = "shakespeare",
+    tokenizer: TokenizerOption = "byte",
+    seq_len: SeqLenOption = 128,
+    batch_size: BatchOption = 32,
+    lr: LrOption = 3e-3,
+    seed: SeedOption = 0,
+    cache_dir: CacheDirOption = None,
+    eval_tokens: EvalOption = 65536,
+    checkpoint_every: CheckpointOption = None,
+    device: DeviceOption = None,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Distil a student from a teacher (online) or from a teacher cache: L = (1-lambda) CE + lambda tau^2 KL + Z-loss.
+
+    Examples:
+
+      distlaw distill --params 5e3 --tokens 1e6 --teacher runs/t200k --out runs/s5k
+
+      distlaw distill --params 5e3 --tokens 1e6 --teacher-cache caches/t200k-k64 --seed 1 --out runs/s5k-1 --json
+    """
+    if (teacher is None) == (teacher_cache is None):
+        raise DistlawError("give exactly one of --teacher PATH and --teacher-cache DIR")
+    order_seed = None
+    teacher_name = str(_teacher_path(teacher, store)) if teacher is not None else None
+    if teacher_cache is not None:
+        from distlaw.lab.teacher_cache import TeacherCache
+
+        manifest = TeacherCache.open(teacher_cache).manifest
+        order_seed, teacher_name = manifest["order_seed"], manifest["teacher"]
+        temperature = manifest["temperature"] if temperature is None else temperature
+    _run(
+        "distilled", out,
+        dict(params=params, layers=layers, d_model=d_model, aspect_ratio=aspect_ratio, head_dim=head_dim),
+        dict(corpus=corpus, tokenizer=tokenizer, seq_len=seq_len, order_seed=order_seed, cache_dir=str(cache_dir) if cache_dir else None),
+        dict(lr=lr, batch_size=batch_size, seed=seed),
+        tokens, eval_tokens, checkpoint_every, device, quiet, json_output,
+        teacher=teacher_name, teacher_cache=teacher_cache,
+        distill_args=dict(weight=weight, temperature=1.0 if temperature is None else temperature, z_loss=z_loss,
+                          divergence=divergence, top_k=top_k, top_p=top_p),
+        shard_teacher=fsdp_teacher,
+    )
+
+
+def cache_teacher(
+    teacher: Annotated[str, typer.Option("--teacher", help="Teacher: a run directory, any local Hugging Face checkpoint, or a run name in --store.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New directory for the cache.")],
+    tokens: TokensOption,
+    k: Annotated[int, typer.Option("--k", help="Top-k log-probabilities stored per token (plus the rest mass).")] = 128,
+    store: StoreOption = None,
+    temperature: Annotated[float, typer.Option("--temperature", help="tau at which the teacher's distribution is cached.")] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="Data-order seed the students will read in.")] = 0,
+    corpus: CorpusOption = "shakespeare",
+    tokenizer: TokenizerOption = "byte",
+    seq_len: SeqLenOption = 128,
+    batch_size: BatchOption = 32,
+    cache_dir: CacheDirOption = None,
+    device: DeviceOption = None,
+    quiet: QuietOption = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the manifest summary as JSON.")] = False,
+) -> None:
+    """Run a teacher once over the distillation tokens and store its top-k log-probabilities for many students.
+
+    Example:
+
+      distlaw cache-teacher --teacher runs/t200k --tokens 2e6 --k 64 --out caches/t200k-k64
+    """
+    from distlaw.lab.config import DataConfig
+    from distlaw.lab.teacher_cache import build_cache
+    from distlaw.lab.train import default_cache
+
+    teacher_dir = _teacher_path(teacher, store)
+    try:
+        data_cfg = DataConfig(corpus=corpus, tokenizer=tokenizer, seq_len=seq_len, cache_dir=str(cache_dir) if cache_dir else None)
+    except ValidationError as exc:
+        raise _option_error(exc) from None
+    if temperature <= 0 or batch_size < 1:
+        raise DistlawError("--temperature must be positive and --batch-size at least 1")
+    manifest = build_cache(teacher_dir, out, data_cfg, default_cache(out), tokens=_count(tokens, "--tokens"), k=k,
+                           temperature=temperature, order_seed=seed, batch_size=batch_size, device=device, progress=not quiet)
+    summary = {key: value for key, value in manifest.items() if key not in ("shards", "val")}
+    summary["shards"] = len(manifest["shards"])
+    if json_output:
+        print_json(summary)
+        return
+    console.print(f"wrote teacher cache {out}")
+    print_table("teacher cache", ["quantity", "value"], [[key, value] for key, value in summary.items()])
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``train``, ``distill`` and ``cache-teacher`` to ``app``."""
+    app.command()(train)
+    app.command()(distill)
+    app.command("cache-teacher")(cache_teacher)

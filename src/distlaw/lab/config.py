@@ -24,6 +24,7 @@ class DataConfig(BaseModel):
     seq_len: int = Field(default=128, ge=8)
     validation_fraction: float = Field(default=0.04, gt=0, lt=0.5)
     cache_dir: str | None = None  # where tokenized corpora live; default: beside the run store
+    order_seed: int | None = None  # seed of the data order; None: the run's optim.seed (a teacher cache fixes it)
 
 
 class OptimConfig(BaseModel):
