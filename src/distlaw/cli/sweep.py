@@ -1,7 +1,240 @@
-"""Placeholder: this command group is being built (see the issue tracker)."""
+"""``distlaw sweep plan|run|status`` and ``distlaw runs list|export``: experiment sweeps and the run store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from distlaw.cli.common import console, fmt, print_json, print_table
+from distlaw.io import write_table
+from distlaw.lab.protocols import load_config
+from distlaw.lab.sweep import plan_sweep, plan_totals, run_sweep, sweep_workers
+from distlaw.store import STATUSES, RunStore, runs_table
+
+ConfigArgument = Annotated[Path, typer.Argument(help="Sweep config (TOML), e.g. configs/micro.toml.", show_default=False)]
+StoreOption = Annotated[Path, typer.Option("--store", "-s", help="Run store (SQLite), e.g. RUNS.db; run directories go to RUNS.runs/.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+sweep_app = typer.Typer(
+    help=(
+        "Plan, run and watch sweeps of the three protocols of Busbridge et al. (arXiv 2502.08606): "
+        "fixed-M teachers x IsoFLOP students (fixedm-isoflop), IsoFLOP teachers x fixed-M students "
+        "(isoflop-fixedm), fixed-M teachers x fixed-M students (fixedm-fixedm). Sweeps are resumable: "
+        "run the same command again after a crash or kill."
+    ),
+    no_args_is_help=True,
+)
+runs_app = typer.Typer(help="Look at the runs in a run store and export them as the runs table `distlaw fit` reads.", no_args_is_help=True)
+
+
+def _record_rows(store: RunStore, sweep: str | None, status: str | None = None) -> list[dict]:
+    members = store.memberships(sweep)
+    return [
+        {
+            "name": r.name,
+            "protocols": ";".join(sorted({f"{p}:{role}" for p, role in members.get(r.name, [])})),
+            "kind": r.kind,
+            "params": r.params,
+            "tokens": r.tokens if r.tokens is not None else r.planned_tokens,
+            "teacher": r.teacher,
+            "status": "interrupted" if r.interrupted else r.status,
+            "loss": r.loss,
+            "teacher_loss": r.teacher_loss,
+            "wall_time_s": r.wall_time_s,
+            "error": r.error,
+        }
+        for r in store.records(sweep, status)
+    ]
+
+
+def _print_runs(title: str, rows: list[dict]) -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column("name", overflow="fold")
+    columns = ["params", "tokens", "status", "loss", "teacher_loss", "wall_time_s"]
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="right")
+    for row in rows:
+        table.add_row(row["name"], *["-" if row[c] is None else fmt(row[c]) for c in columns])
+    console.print(table)
+    _print_errors(rows)
+
+
+def _print_errors(rows: list[dict]) -> None:
+    for row in rows:
+        if row["error"]:
+            console.print(f"{row['name']}: {row['error']}", style="red", highlight=False, markup=False)
+
+
+def plan(config: ConfigArgument, store: StoreOption, json_output: JsonOption = False) -> None:
+    """Expand a sweep config into runs and record them in the store as planned (nothing is trained).
+
+    Checks the whole config first (TOML, protocol types, model sizes, budgets, corpus); a bad config
+    writes nothing. Planning again is harmless. Prints runs, tokens and 6ND training FLOPs per
+    protocol and role.
+
+    The config (TOML, see configs/micro.toml): name; workers; checkpoint_every; eval_tokens; tables
+    \\[data], \\[optim], \\[distill] as in a lab run; \\[model] aspect_ratio, head_dim (a size is a
+    non-embedding parameter count mapped to d_model = aspect_ratio x n_layers, or an explicit
+    {n_layers, d_model, n_heads, d_ff}); then one \\[\\[protocol]] table per protocol:
+
+      type = "fixedm-isoflop": teachers, teacher_ratio (20), budgets (C_S = 6 N_S D_S), students
+
+      type = "isoflop-fixedm": budgets (C_T = 6 N_T D_T), teachers, students, student_ratio (20)
+
+      type = "fixedm-fixedm": teachers, teacher_ratio (20), students, student_ratios (20 ... 320)
+
+    Every protocol also takes baselines (true: train each student supervised too) and ratio_range
+    ([1, 2000]: IsoFLOP points with D/N outside it are dropped).
+
+    Example:
+
+      distlaw sweep plan configs/micro.toml --store micro.db
+    """
+    cfg = load_config(config)
+    summary = plan_sweep(cfg, store)
+    totals = plan_totals(summary.runs)
+    if json_output:
+        print_json({"sweep": cfg.name, "store": str(store), "runs": summary.unique, "new": summary.new, "by_protocol": totals})
+        return
+    rows = [[group, t["runs"], t["tokens"], t["flops"]] for group, t in totals.items()]
+    print_table(f"sweep {cfg.name}: {summary.unique} runs ({summary.new} new) in {store}", ["protocol role", "runs", "tokens", "FLOPs (6ND)"], rows)
+    console.print("shared runs (a teacher in two protocols, a baseline seen twice) are trained once", highlight=False)
+
+
+def run(
+    config: ConfigArgument,
+    store: StoreOption,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Runs trained at once, one process each (default: the config's `workers`, else one per core).")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Train runs that failed before again.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Train every unfinished run of a sweep, teachers before their students.
+
+    Plans the config first (as `sweep plan`). Finished runs are skipped; a run interrupted by a crash
+    or kill resumes from its last checkpoint, so rerunning after a kill gives the same runs table as
+    an uninterrupted sweep. A run that fails is recorded with its error and its students are skipped.
+    Exits 1 if any run failed or could not start.
+
+    Example:
+
+      distlaw sweep run configs/micro.toml --store micro.db --workers 2
+    """
+    cfg = load_config(config)
+    workers = sweep_workers(cfg, workers)
+    total = plan_sweep(cfg, store).unique
+    with RunStore(store, create=False) as s:
+        finished = s.counts(cfg.name)["done"]
+    # One worker trains in this process and shows each run's own bar; several show one sweep bar.
+    columns = (TextColumn("sweep {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=json_output or workers == 1) as bar:
+        task = bar.add_task(cfg.name, total=total, completed=finished)
+
+        def report(name: str, status: str) -> None:
+            nonlocal finished
+            finished += status == "done"
+            bar.update(task, completed=finished)
+            if not json_output:
+                with RunStore(store, create=False) as s:
+                    record = s.get(name)
+                loss = f"loss {record.loss:.4f} in {record.wall_time_s:.1f} s" if record and record.loss is not None else ""
+                console.print(f"[{finished}/{total}] {status} {name} {loss}", highlight=False, markup=False)
+
+        outcome = run_sweep(cfg, store, workers=workers, retry_failed=retry_failed, progress=not json_output, on_finish=report)
+    with RunStore(store, create=False) as s:
+        counts = s.counts(cfg.name)
+        rows = _record_rows(s, cfg.name)
+    summary = {"sweep": cfg.name, "trained": outcome.done, "failed": outcome.failed, "skipped": len(outcome.skipped), "blocked": outcome.blocked, "counts": counts}
+    if json_output:
+        print_json(summary)
+    else:
+        console.print(
+            f"sweep {cfg.name}: trained {len(outcome.done)}, already done {len(outcome.skipped)}, "
+            f"failed {len(outcome.failed)}, blocked {len(outcome.blocked)}",
+            highlight=False,
+        )
+        _print_errors(rows)
+    if outcome.failed or outcome.blocked:
+        raise typer.Exit(1)
+
+
+def status(config: ConfigArgument, store: StoreOption, json_output: JsonOption = False) -> None:
+    """Show how far a sweep has got: counts by status and one line per run.
+
+    A run shown as interrupted was left running by a process that no longer exists (killed or
+    crashed); `distlaw sweep run` resumes it from its last checkpoint.
+
+    Example:
+
+      distlaw sweep status configs/micro.toml --store micro.db
+    """
+    cfg = load_config(config)
+    with RunStore(store, create=False) as s:
+        counts = s.counts(cfg.name)
+        rows = _record_rows(s, cfg.name)
+    if json_output:
+        print_json({"sweep": cfg.name, "counts": counts, "runs": rows})
+        return
+    interrupted = sum(row["status"] == "interrupted" for row in rows)
+    note = f" ({interrupted} interrupted: `distlaw sweep run` resumes them)" if interrupted else ""
+    console.print(f"sweep {cfg.name}: " + ", ".join(f"{counts[k]} {k}" for k in STATUSES) + note, highlight=False, markup=False)
+    _print_runs(f"runs of sweep {cfg.name} in {store}", rows)
+
+
+def list_runs(
+    store: StoreOption,
+    status_filter: Annotated[Optional[str], typer.Option("--status", help=f"Only runs with this status ({', '.join(STATUSES)}).")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List every run in a store: kind, parameters, tokens, status, losses, wall time.
+
+    Example:
+
+      distlaw runs list --store micro.db --status done
+    """
+    with RunStore(store, create=False) as s:
+        rows = _record_rows(s, None, status_filter)
+    if json_output:
+        print_json(rows)
+        return
+    _print_runs(f"{len(rows)} runs in {store}", rows)
+
+
+def export(
+    store: StoreOption,
+    out: Annotated[Path, typer.Argument(help="Where to write the runs table (.csv or .parquet).", show_default=False)],
+    sweep: Annotated[Optional[str], typer.Option("--sweep", help="Only runs of this sweep (its config's `name`).")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Write finished runs as the runs table that `distlaw fit` reads.
+
+    Columns: kind, params (non-embedding), tokens (trained), loss (held-out cross-entropy, nats/token),
+    and for distilled rows teacher_params, teacher_tokens, teacher_loss; then name, teacher,
+    protocols, flops, teacher_inference_flops, wall_time_s. Unfinished runs are left out. The file is
+    written atomically and validated first.
+
+    Example:
+
+      distlaw runs export --store micro.db micro.csv
+    """
+    with RunStore(store, create=False) as s:
+        table = runs_table(s, sweep)
+    write_table(table, out)
+    if json_output:
+        print_json({"rows": len(table), "out": str(out)})
+    else:
+        console.print(f"wrote {len(table)} runs to {out}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``distlaw sweep ...`` and ``distlaw runs ...`` to ``app``."""
+    sweep_app.command()(plan)
+    sweep_app.command()(run)
+    sweep_app.command()(status)
+    runs_app.command("list")(list_runs)
+    runs_app.command()(export)
+    app.add_typer(sweep_app, name="sweep")
+    app.add_typer(runs_app, name="runs")

@@ -1,0 +1,280 @@
+"""Sweep configurations and the three experiment protocols of Busbridge et al. 2025 (arXiv 2502.08606, Sec. 4).
+
+(1) ``fixedm-isoflop``: fixed-M teachers (M_T = D_T/N_T ~ 20) distilled into students on IsoFLOP
+    profiles (6 N_S D_S = C_S for each budget C_S; teacher cost not counted), Fig. 2.
+(2) ``isoflop-fixedm``: teachers on IsoFLOP profiles (6 N_T D_T = C_T) distilled into fixed-M
+    students (M_S ~ 20), Fig. 3.
+(3) ``fixedm-fixedm``: fixed-M teachers x fixed-M students with M_S in {20, 40, 80, 160, 320}, Fig. 4.
+
+Every protocol can add supervised baselines (the student's shape and tokens, no teacher): the
+supervised law's Ltilde_S. A sweep config is TOML, validated here; ``expand`` turns it into RunSpecs
+with stable names, teachers first, shared runs planned once.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from distlaw.compute import ModelShape
+from distlaw.errors import DistlawError
+from distlaw.lab.config import DataConfig, DistillConfig, OptimConfig, RunSpec
+from distlaw.store import PlannedRun
+
+PAPER_STUDENT_RATIOS = (20.0, 40.0, 80.0, 160.0, 320.0)
+
+
+class ExplicitShape(BaseModel):
+    """A model size given as dimensions instead of a parameter count."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_layers: int = Field(ge=1)
+    d_model: int = Field(ge=1)
+    n_heads: int = Field(ge=1)
+    d_ff: int = Field(ge=1)
+
+
+Size = Union[Annotated[float, Field(gt=0)], ExplicitShape]
+
+
+class ModelFamily(BaseModel):
+    """How a parameter count becomes a shape: d_model = aspect_ratio * n_layers (Busbridge App. H)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    aspect_ratio: int = Field(default=8, ge=1)
+    head_dim: int = Field(default=8, ge=1)
+    vocab_size: int | None = Field(default=None, ge=2)  # default: from the tokenizer
+    size_tolerance: float = Field(default=1.5, gt=1)  # a size must map to a shape within this factor
+    max_params: float = Field(default=1e9, gt=0)  # larger models are beyond a local lab
+
+
+class _Protocol(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    baselines: bool = True  # also train each student shape/token count supervised
+    ratio_range: tuple[float, float] = (1.0, 2000.0)  # IsoFLOP points outside this M = D/N are dropped
+
+
+class FixedMIsoFLOP(_Protocol):
+    """Protocol (1): fixed-M teachers x student IsoFLOP profiles."""
+
+    type: Literal["fixedm-isoflop"]
+    teachers: list[Size] = Field(min_length=1)
+    teacher_ratio: float = Field(default=20.0, gt=0)
+    budgets: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)  # C_S
+    students: list[Size] = Field(min_length=1)
+
+
+class IsoFLOPFixedM(_Protocol):
+    """Protocol (2): teacher IsoFLOP profiles x fixed-M students."""
+
+    type: Literal["isoflop-fixedm"]
+    budgets: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)  # C_T
+    teachers: list[Size] = Field(min_length=1)
+    students: list[Size] = Field(min_length=1)
+    student_ratio: float = Field(default=20.0, gt=0)
+
+
+class FixedMFixedM(_Protocol):
+    """Protocol (3): fixed-M teachers x fixed-M students over several student ratios."""
+
+    type: Literal["fixedm-fixedm"]
+    teachers: list[Size] = Field(min_length=1)
+    teacher_ratio: float = Field(default=20.0, gt=0)
+    students: list[Size] = Field(min_length=1)
+    student_ratios: list[Annotated[float, Field(gt=0)]] = Field(default=list(PAPER_STUDENT_RATIOS), min_length=1)
+
+
+Protocol = Annotated[Union[FixedMIsoFLOP, IsoFLOPFixedM, FixedMFixedM], Field(discriminator="type")]
+PROTOCOL_TYPES = ("fixedm-isoflop", "isoflop-fixedm", "fixedm-fixedm")
+
+
+class SweepConfig(BaseModel):
+    """A sweep: shared data/optimizer/distillation settings and a list of protocols."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    distill: DistillConfig = DistillConfig()
+    model: ModelFamily = ModelFamily()
+    eval_tokens: int = Field(default=65536, ge=1)
+    checkpoint_every: int | None = Field(default=50, ge=1)  # optimizer steps between resume checkpoints
+    workers: int | None = Field(default=None, ge=1)  # runs trained at once (processes); None: one per core
+    protocol: list[Protocol] = Field(min_length=1)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _known_types(cls, value: object) -> object:
+        for index, item in enumerate(value if isinstance(value, list) else []):
+            kind = item.get("type") if isinstance(item, dict) else None
+            if kind not in PROTOCOL_TYPES:
+                raise ValueError(
+                    f"protocol {index + 1}: unknown protocol type {kind!r} (expected one of {', '.join(PROTOCOL_TYPES)})"
+                )
+        return value
+
+    @property
+    def vocab_size(self) -> int:
+        """The models' vocabulary: ``[model] vocab_size``, else the tokenizer's (byte: 256, bpe:V: V)."""
+        if self.model.vocab_size is not None:
+            return self.model.vocab_size
+        tokenizer = self.data.tokenizer
+        if tokenizer == "byte":
+            return 256
+        if tokenizer.startswith("bpe:") and tokenizer[4:].isdigit():
+            return int(tokenizer[4:])
+        raise DistlawError(f"sweep '{self.name}': set [model] vocab_size for tokenizer '{tokenizer}'")
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep config TOML; any problem is a one-line DistlawError naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise DistlawError(f"{p}: no such sweep config")
+    try:
+        raw = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise DistlawError(f"{p}: malformed TOML ({exc})") from exc
+    try:
+        return SweepConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "top level"
+        message = first["msg"].removeprefix("Value error, ")
+        raise DistlawError(f"{p}: {where}: {message}") from exc
+
+
+class _Builder:
+    """Turns sizes and token counts into named RunSpecs for one sweep config."""
+
+    def __init__(self, config: SweepConfig) -> None:
+        self.config = config
+        self.min_tokens = config.optim.batch_size * config.data.seq_len
+
+    def shape(self, size: float | ExplicitShape) -> ModelShape:
+        """The model of a size: an explicit shape, or the family's shape nearest a parameter count."""
+        c = self.config
+        common = {"vocab_size": c.vocab_size, "n_ctx": c.data.seq_len}
+        if isinstance(size, ExplicitShape):
+            if size.d_model % size.n_heads:
+                raise DistlawError(f"sweep '{c.name}': d_model {size.d_model} is not divisible by n_heads {size.n_heads}")
+            shape = ModelShape(**size.model_dump(), **common)
+            self._check_max(shape.non_embedding_params)
+            return shape
+        self._check_max(size)
+        shape = ModelShape.from_params(size, aspect_ratio=c.model.aspect_ratio, head_dim=c.model.head_dim, **common)
+        off = shape.non_embedding_params / size
+        if max(off, 1 / off) > c.model.size_tolerance:
+            raise DistlawError(
+                f"sweep '{c.name}': size {size:g} is out of range for aspect_ratio {c.model.aspect_ratio} "
+                f"(nearest shape {shape.n_layers}x{shape.d_model} has {shape.non_embedding_params} parameters); "
+                "pick another size or give an explicit shape"
+            )
+        return shape
+
+    def _check_max(self, params: float) -> None:
+        if params > self.config.model.max_params:
+            raise DistlawError(
+                f"sweep '{self.config.name}': size {params:g} is out of range (above [model] max_params = {self.config.model.max_params:g})"
+            )
+
+    def tokens(self, shape: ModelShape, tokens: float, what: str) -> int:
+        count = round(tokens)
+        if count < self.min_tokens:
+            raise DistlawError(
+                f"sweep '{self.config.name}': {what} gives {count} tokens for a {shape.non_embedding_params}-parameter "
+                f"model, less than one batch ({self.min_tokens} tokens)"
+            )
+        return count
+
+    def supervised(self, shape: ModelShape, tokens: int) -> RunSpec:
+        return self._spec(f"sup-N{shape.non_embedding_params}-D{tokens}", "supervised", shape, tokens, None)
+
+    def distilled(self, shape: ModelShape, tokens: int, teacher: RunSpec) -> RunSpec:
+        name = f"kd-N{shape.non_embedding_params}-D{tokens}-from-{teacher.name.removeprefix('sup-')}"
+        return self._spec(name, "distilled", shape, tokens, teacher.name)
+
+    def _spec(self, name: str, kind: str, shape: ModelShape, tokens: int, teacher: str | None) -> RunSpec:
+        c = self.config
+        return RunSpec(
+            name=name, kind=kind, shape=shape, tokens=tokens, teacher=teacher,
+            data=c.data, optim=c.optim, distill=c.distill, eval_tokens=c.eval_tokens,
+        )  # fmt: skip
+
+    def fixed_m(self, sizes: list[Size], ratio: float, what: str) -> list[RunSpec]:
+        """Supervised runs at D = M N."""
+        shapes = [self.shape(size) for size in sizes]
+        return [self.supervised(s, self.tokens(s, ratio * s.non_embedding_params, what)) for s in shapes]
+
+    def isoflop(self, sizes: list[Size], budget: float, ratio_range: tuple[float, float], what: str) -> list[tuple[ModelShape, int]]:
+        """(shape, D) with 6 N D = budget for each size whose M = D/N lies in ``ratio_range``."""
+        low, high = ratio_range
+        points = []
+        for size in sizes:
+            shape = self.shape(size)
+            n = shape.non_embedding_params
+            if low <= budget / (6 * n) / n <= high:
+                points.append((shape, self.tokens(shape, budget / (6 * n), what)))
+        if not points:
+            raise DistlawError(
+                f"sweep '{self.config.name}': {what}: no size has tokens/parameter within {low:g}-{high:g}; "
+                "change the sizes, the budget or ratio_range"
+            )
+        return points
+
+
+def _protocol_runs(builder: _Builder, index: int, protocol: FixedMIsoFLOP | IsoFLOPFixedM | FixedMFixedM) -> list[PlannedRun]:
+    """The runs of one protocol: teachers, then every teacher x student pair, then supervised baselines."""
+    what = f"protocol {index + 1} ({protocol.type})"
+    students: list[tuple[ModelShape, int]]
+    if isinstance(protocol, IsoFLOPFixedM):
+        teachers = [
+            builder.supervised(shape, tokens)
+            for budget in protocol.budgets
+            for shape, tokens in builder.isoflop(protocol.teachers, budget, protocol.ratio_range, f"{what} budget {budget:g}")
+        ]
+        students = [(s.shape, s.tokens) for s in builder.fixed_m(protocol.students, protocol.student_ratio, what)]
+    else:
+        teachers = builder.fixed_m(protocol.teachers, protocol.teacher_ratio, what)
+        if isinstance(protocol, FixedMIsoFLOP):
+            students = [
+                point
+                for budget in protocol.budgets
+                for point in builder.isoflop(protocol.students, budget, protocol.ratio_range, f"{what} budget {budget:g}")
+            ]
+        else:
+            students = [
+                (s.shape, s.tokens) for ratio in protocol.student_ratios for s in builder.fixed_m(protocol.students, ratio, what)
+            ]
+    runs = [PlannedRun(t, protocol.type, "teacher") for t in teachers]
+    runs += [PlannedRun(builder.distilled(shape, tokens, t), protocol.type, "student") for t in teachers for shape, tokens in students]
+    if protocol.baselines:
+        runs += [PlannedRun(builder.supervised(shape, tokens), protocol.type, "baseline") for shape, tokens in students]
+    return runs
+
+
+def expand(config: SweepConfig) -> list[PlannedRun]:
+    """Every run of every protocol in the config; a run wanted twice (same name) appears once per
+    (protocol, role), with teachers before the students that need them."""
+    builder = _Builder(config)
+    seen: set[tuple[str, str, str]] = set()
+    plan: list[PlannedRun] = []
+    for index, protocol in enumerate(config.protocol):
+        for run in _protocol_runs(builder, index, protocol):
+            marker = (run.spec.name, run.protocol, run.role)
+            if marker not in seen:
+                seen.add(marker)
+                plan.append(run)
+    return plan
+
+
+def train_flops(spec: RunSpec) -> float:
+    """The 6 N D training cost that defines IsoFLOP profiles (teacher inference not counted)."""
+    return 6.0 * spec.shape.non_embedding_params * spec.tokens

@@ -1,0 +1,382 @@
+"""The run store: every planned, running, finished or failed lab run in one SQLite database.
+
+Each run is one row keyed by its name (and by ``RunSpec.key()``, a content hash) holding its spec,
+shape, parameters, tokens, FLOPs, teacher, losses, wall time, status and checkpoint path. Writes
+are short ``BEGIN IMMEDIATE`` transactions in WAL mode, so several worker processes can share a
+store. Run directories live beside the database: ``RUNS.db`` keeps them in ``RUNS.runs/<name>``.
+
+``runs_table`` turns finished runs into the runs table that ``distlaw fit`` reads (Busbridge et al.
+2025, arXiv 2502.08606: N non-embedding, D tokens, L validation cross-entropy; distilled rows add
+the teacher's N_T, D_T and L_T).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from distlaw.errors import DistlawError
+from distlaw.lab.config import RunSpec
+from distlaw.runs import validate_runs
+
+STATUSES = ("planned", "running", "done", "failed")
+RESULT_FIELDS = (
+    "total_params",
+    "flops",
+    "teacher_inference_flops",
+    "loss",
+    "teacher_loss",
+    "teacher_params",
+    "wall_time_s",
+    "steps",
+    "checkpoint",
+)
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    name TEXT PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('supervised', 'distilled')),
+    teacher TEXT,
+    spec TEXT NOT NULL,
+    n_layers INTEGER NOT NULL,
+    d_model INTEGER NOT NULL,
+    params INTEGER NOT NULL,
+    planned_tokens INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('planned', 'running', 'done', 'failed')),
+    pid INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    planned_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    tokens INTEGER,
+    total_params INTEGER,
+    flops REAL,
+    teacher_inference_flops REAL,
+    loss REAL,
+    teacher_loss REAL,
+    teacher_params INTEGER,
+    wall_time_s REAL,
+    steps INTEGER,
+    checkpoint TEXT,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS members (
+    sweep TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    role TEXT NOT NULL,
+    name TEXT NOT NULL REFERENCES runs(name),
+    PRIMARY KEY (sweep, protocol, role, name)
+);
+"""
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run as a sweep plans it: the spec, and which protocol wants it in which role."""
+
+    spec: RunSpec
+    protocol: str
+    role: str  # "teacher", "student" or "baseline"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of the store."""
+
+    name: str
+    key: str
+    kind: str
+    teacher: str | None
+    spec: RunSpec
+    params: int
+    status: str
+    attempts: int
+    pid: int | None
+    tokens: int | None
+    loss: float | None
+    teacher_loss: float | None
+    wall_time_s: float | None
+    error: str | None
+
+    @property
+    def planned_tokens(self) -> int:
+        return self.spec.tokens
+
+    @property
+    def interrupted(self) -> bool:
+        """Left ``running`` by a process that no longer exists (killed or crashed): the next sweep resumes it."""
+        return self.status == "running" and not _alive(self.pid)
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether process ``pid`` runs on this machine; a dead one (or a zombie nobody reaped) left a
+    stale 'running' row."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill(pid, 0)
+    return state not in ("Z", "X")
+
+
+class RunStore:
+    """A SQLite run store at ``path``; ``create=False`` makes a missing file a DistlawError."""
+
+    def __init__(self, path: str | os.PathLike[str], create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise DistlawError(f"{self.path}: no such run store (plan a sweep into it first)")
+        if self.path.suffix.lower() in (".csv", ".parquet", ".toml", ".json"):
+            raise DistlawError(f"{self.path}: a run store is a SQLite file (e.g. RUNS.db), not {self.path.suffix}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=60000")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            with self._write() as db:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+        except sqlite3.DatabaseError as exc:
+            raise DistlawError(f"{self.path}: not a run store ({exc})") from exc
+
+    @property
+    def runs_dir(self) -> Path:
+        """Folder beside the database holding one directory per run (absolute: paths get stored)."""
+        return self.path.resolve().with_suffix(".runs")
+
+    def run_dir(self, name: str) -> Path:
+        return self.runs_dir / name
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction; rolled back if the block raises."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # planning -----------------------------------------------------------------------------------
+
+    def add_plan(self, sweep: str, plan: list[PlannedRun]) -> int:
+        """Insert a sweep's runs as ``planned`` in one transaction; return how many were new.
+
+        Re-planning is idempotent. A name already stored with a different spec, or a spec already
+        stored under another name, is a DistlawError and nothing is written.
+        """
+        now = time.time()
+        new = 0
+        with self._write() as db:
+            for entry in plan:
+                spec = entry.spec
+                key = spec.key()
+                row = db.execute("SELECT name, key FROM runs WHERE name = ? OR key = ?", (spec.name, key)).fetchone()
+                if row is None:
+                    db.execute(
+                        "INSERT INTO runs (name, key, kind, teacher, spec, n_layers, d_model, params,"
+                        " planned_tokens, status, planned_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?)",
+                        (
+                            spec.name,
+                            key,
+                            spec.kind,
+                            spec.teacher,
+                            spec.model_dump_json(),
+                            spec.shape.n_layers,
+                            spec.shape.d_model,
+                            spec.shape.non_embedding_params,
+                            spec.tokens,
+                            now,
+                        ),
+                    )
+                    new += 1
+                elif row["name"] != spec.name or row["key"] != key:
+                    raise DistlawError(
+                        f"{self.path}: run '{spec.name}' clashes with stored run '{row['name']}' "
+                        "(same name with another spec, or same spec under another name); use a new store"
+                    )
+                db.execute(
+                    "INSERT OR IGNORE INTO members (sweep, protocol, role, name) VALUES (?, ?, ?, ?)",
+                    (sweep, entry.protocol, entry.role, spec.name),
+                )
+        return new
+
+    # running ------------------------------------------------------------------------------------
+
+    def claim(self, name: str, pid: int, retry_failed: bool = False) -> bool:
+        """Mark a run ``running`` for process ``pid`` if it is planned, failed (with ``retry_failed``)
+        or left ``running`` by a process that no longer exists; False if someone else has it or it is done."""
+        with self._write() as db:
+            row = db.execute("SELECT status, pid FROM runs WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise DistlawError(f"{self.path}: no run named '{name}'")
+            status = row["status"]
+            free = (
+                status == "planned"
+                or (status == "failed" and retry_failed)
+                or (status == "running" and (row["pid"] == pid or not _alive(row["pid"])))
+            )
+            if not free:
+                return False
+            db.execute(
+                "UPDATE runs SET status = 'running', pid = ?, attempts = attempts + 1, started_at = ?, error = NULL"
+                " WHERE name = ?",
+                (pid, time.time(), name),
+            )
+        return True
+
+    def finish(self, name: str, result: Mapping[str, Any]) -> None:
+        """Record a finished run's result (the fields of ``RunResult``) and mark it ``done``."""
+        values = {field: result.get(field) for field in RESULT_FIELDS}
+        values["checkpoint"] = None if values["checkpoint"] is None else str(values["checkpoint"])
+        assignments = ", ".join(f"{field} = :{field}" for field in values)
+        with self._write() as db:
+            db.execute(
+                f"UPDATE runs SET {assignments}, tokens = :tokens, status = 'done', finished_at = :now,"
+                " pid = NULL, error = NULL WHERE name = :name",
+                {**values, "tokens": result["tokens"], "now": time.time(), "name": name},
+            )
+
+    def fail(self, name: str, error: str) -> None:
+        """Mark a run ``failed`` with a one-line reason."""
+        line = (error.strip().splitlines() or ["unknown error"])[0]
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET status = 'failed', pid = NULL, finished_at = ?, error = ? WHERE name = ?",
+                (time.time(), line, name),
+            )
+
+    # reading ------------------------------------------------------------------------------------
+
+    def get(self, name: str) -> RunRecord | None:
+        row = self._db.execute("SELECT * FROM runs WHERE name = ?", (name,)).fetchone()
+        return None if row is None else _record(row)
+
+    def records(self, sweep: str | None = None, status: str | None = None) -> list[RunRecord]:
+        """Runs in planning order, optionally only those of one sweep and/or one status."""
+        if status is not None and status not in STATUSES:
+            raise DistlawError(f"unknown status '{status}' (expected one of {', '.join(STATUSES)})")
+        query = "SELECT * FROM runs WHERE (? IS NULL OR status = ?)"
+        args: list[Any] = [status, status]
+        if sweep is not None:
+            query += " AND name IN (SELECT name FROM members WHERE sweep = ?)"
+            args.append(sweep)
+        rows = self._db.execute(query + " ORDER BY rowid", args).fetchall()
+        return [_record(row) for row in rows]
+
+    def memberships(self, sweep: str | None = None) -> dict[str, list[tuple[str, str]]]:
+        """Run name -> [(protocol, role), ...] (of one sweep, or of all)."""
+        rows = self._db.execute(
+            "SELECT name, protocol, role FROM members WHERE (? IS NULL OR sweep = ?) ORDER BY protocol, role",
+            (sweep, sweep),
+        ).fetchall()
+        out: dict[str, list[tuple[str, str]]] = {}
+        for row in rows:
+            out.setdefault(row["name"], []).append((row["protocol"], row["role"]))
+        return out
+
+    def counts(self, sweep: str | None = None) -> dict[str, int]:
+        """Number of runs in each status."""
+        counts = dict.fromkeys(STATUSES, 0)
+        for record in self.records(sweep):
+            counts[record.status] += 1
+        return counts
+
+    def frame(self, sweep: str | None = None) -> pd.DataFrame:
+        """Every stored column of the runs (of one sweep), as a DataFrame in planning order."""
+        query = "SELECT * FROM runs"
+        args: tuple[Any, ...] = ()
+        if sweep is not None:
+            query += " WHERE name IN (SELECT name FROM members WHERE sweep = ?)"
+            args = (sweep,)
+        return pd.read_sql_query(query + " ORDER BY rowid", self._db, params=args).drop(columns=["spec"])
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    return RunRecord(
+        name=row["name"],
+        key=row["key"],
+        kind=row["kind"],
+        teacher=row["teacher"],
+        spec=RunSpec.model_validate_json(row["spec"]),
+        params=row["params"],
+        status=row["status"],
+        attempts=row["attempts"],
+        pid=row["pid"],
+        tokens=row["tokens"],
+        loss=row["loss"],
+        teacher_loss=row["teacher_loss"],
+        wall_time_s=row["wall_time_s"],
+        error=row["error"],
+    )
+
+
+EXPORT_COLUMNS = (
+    "kind",
+    "params",
+    "tokens",
+    "loss",
+    "teacher_params",
+    "teacher_tokens",
+    "teacher_loss",
+    "name",
+    "teacher",
+    "protocols",
+    "flops",
+    "teacher_inference_flops",
+    "wall_time_s",
+)
+
+
+def runs_table(store: RunStore, sweep: str | None = None) -> pd.DataFrame:
+    """Finished runs as the runs table ``distlaw fit`` reads (``distlaw.runs``), validated.
+
+    ``params`` is non-embedding N, ``tokens`` the tokens actually trained on, ``loss`` the held-out
+    cross-entropy. Distilled rows take N_T and D_T from the teacher's row when the teacher is a run
+    in the store (an outside checkpoint leaves D_T empty) and L_T as measured on the student's
+    held-out tokens. Extra columns (name, teacher, protocols, FLOPs, wall time) pass through.
+    """
+    frame = store.frame(sweep)
+    done = frame[frame["status"] == "done"].reset_index(drop=True)
+    if done.empty:
+        raise DistlawError(f"{store.path}: no finished runs to export" + (f" in sweep '{sweep}'" if sweep else ""))
+    by_name = frame.set_index("name")
+    teacher_rows = done["teacher"].where(done["teacher"].isin(by_name.index))
+    done["teacher_tokens"] = teacher_rows.map(by_name["tokens"])
+    teacher_params = teacher_rows.map(by_name["params"])
+    done["teacher_params"] = done["teacher_params"].where(done["teacher_params"].notna(), teacher_params)
+    done["teacher_loss"] = done["teacher_loss"].where(done["teacher_loss"].notna(), teacher_rows.map(by_name["loss"]))
+    supervised = done["kind"] == "supervised"
+    done.loc[supervised, ["teacher_params", "teacher_tokens", "teacher_loss"]] = float("nan")
+    members = store.memberships(sweep)
+    done["protocols"] = [";".join(sorted({p for p, _ in members.get(n, [])})) for n in done["name"]]
+    table = done[list(EXPORT_COLUMNS)]
+    return validate_runs(table, source=f"{store.path} export")

@@ -1,0 +1,131 @@
+"""The SQLite run store: planning, claiming, results, export to the runs table."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from distlaw.compute import ModelShape
+from distlaw.errors import DistlawError
+from distlaw.lab.config import RunSpec
+from distlaw.runs import validate_runs
+from distlaw.store import PlannedRun, RunStore, runs_table
+
+TEACHER_SHAPE = ModelShape(n_layers=3, d_model=24, n_heads=3, d_ff=64, vocab_size=256, n_ctx=128)
+STUDENT_SHAPE = ModelShape(n_layers=2, d_model=16, n_heads=2, d_ff=43, vocab_size=256, n_ctx=128)
+TEACHER = RunSpec(name="teacher", kind="supervised", shape=TEACHER_SHAPE, tokens=400_000)
+STUDENT = RunSpec(name="student", kind="distilled", shape=STUDENT_SHAPE, tokens=100_000, teacher="teacher")
+BASELINE = RunSpec(name="baseline", kind="supervised", shape=STUDENT_SHAPE, tokens=100_000)
+
+
+def result(loss: float, tokens: int, teacher_loss: float | None = None, teacher_params: int | None = None) -> dict:
+    return {
+        "non_embedding_params": 1, "total_params": 2, "tokens": tokens, "flops": 1e12, "teacher_inference_flops": 0.0,
+        "loss": loss, "teacher_loss": teacher_loss, "teacher_params": teacher_params, "wall_time_s": 1.5,
+        "steps": 10, "checkpoint": "/somewhere",
+    }  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path):
+    with RunStore(tmp_path / "RUNS.db") as s:
+        s.add_plan("sw", [PlannedRun(TEACHER, "p", "teacher"), PlannedRun(STUDENT, "p", "student"), PlannedRun(BASELINE, "p", "baseline")])
+        yield s
+
+
+def test_plan_is_idempotent_and_records_memberships(store):
+    assert store.add_plan("sw", [PlannedRun(TEACHER, "p", "teacher"), PlannedRun(TEACHER, "q", "teacher")]) == 0
+    assert [r.name for r in store.records()] == ["teacher", "student", "baseline"]
+    assert store.counts("sw") == {"planned": 3, "running": 0, "done": 0, "failed": 0}
+    assert store.memberships("sw")["teacher"] == [("p", "teacher"), ("q", "teacher")]
+    assert store.get("student").spec == STUDENT
+    assert store.runs_dir == store.path.with_suffix(".runs") and store.runs_dir.is_absolute()
+
+
+def test_clashing_plan_writes_nothing(store):
+    other = RunSpec(name="new", kind="supervised", shape=STUDENT_SHAPE, tokens=5)
+    clash = TEACHER.model_copy(update={"tokens": 1})  # same name, different spec
+    with pytest.raises(DistlawError, match="clashes"):
+        store.add_plan("sw", [PlannedRun(other, "p", "teacher"), PlannedRun(clash, "p", "teacher")])
+    assert store.get("new") is None and len(store.records()) == 3
+
+
+def test_claim_finish_fail(store):
+    pid = os.getpid()
+    assert store.claim("teacher", pid)
+    assert store.claim("teacher", pid)  # the holder may re-claim (resume in the same process)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)
+    assert store.claim("baseline", pid)
+    store._db.execute("UPDATE runs SET pid = ? WHERE name = 'baseline'", (os.getppid(),))  # a live other process
+    assert not store.claim("baseline", pid)
+    assert not store.get("baseline").interrupted
+    store._db.execute("UPDATE runs SET pid = ? WHERE name = 'baseline'", (dead,))  # killed: stale row
+    assert store.get("baseline").interrupted
+    assert store.claim("baseline", pid)
+    store.finish("teacher", result(2.5, 401_408))
+    assert not store.claim("teacher", pid)  # done runs are never retrained
+    store.fail("baseline", "RuntimeError: boom\nTraceback ...")
+    record = store.get("baseline")
+    assert (record.status, record.error, record.attempts) == ("failed", "RuntimeError: boom", 2)
+    assert not store.claim("baseline", pid)
+    assert store.claim("baseline", pid, retry_failed=True)
+    assert store.get("teacher").tokens == 401_408 and store.get("teacher").loss == 2.5
+
+
+def test_runs_table_is_what_fit_reads(store, tmp_path):
+    pid = os.getpid()
+    for name in ("teacher", "student", "baseline"):
+        store.claim(name, pid)
+    store.finish("teacher", result(2.5, 401_408))
+    with pytest.raises(DistlawError, match="no finished runs"):
+        runs_table(store, "nothing-here")
+    store.finish("student", result(2.7, 98_304, teacher_loss=2.51, teacher_params=20904))
+    table = runs_table(store, "sw")
+    assert list(table["name"]) == ["teacher", "student"]  # unfinished baseline left out
+    student = table.set_index("name").loc["student"]
+    assert (student["kind"], student["params"], student["tokens"], student["loss"]) == ("distilled", STUDENT_SHAPE.non_embedding_params, 98_304, 2.7)
+    assert (student["teacher_params"], student["teacher_tokens"], student["teacher_loss"]) == (20904, 401_408, 2.51)
+    assert pd.isna(table.set_index("name").loc["teacher", "teacher_loss"])
+    assert student["protocols"] == "p"
+    path = tmp_path / "out.csv"
+    table.to_csv(path, index=False)
+    validate_runs(pd.read_csv(path))
+
+
+def test_store_survives_reopen_and_rejects_non_stores(tmp_path, store):
+    store.close()
+    with RunStore(store.path, create=False) as again:
+        assert len(again.records()) == 3
+    with pytest.raises(DistlawError, match="no such run store"):
+        RunStore(tmp_path / "missing.db", create=False)
+    junk = tmp_path / "junk.db"
+    junk.write_text("not sqlite at all, " * 100)
+    with pytest.raises(DistlawError, match="not a run store"):
+        RunStore(junk)
+    with pytest.raises(DistlawError, match="SQLite"):
+        RunStore(tmp_path / "runs.csv")
+
+
+def test_wal_mode(store):
+    assert sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="zombie detection reads /proc (Linux)")
+def test_a_zombie_holder_counts_as_dead(store):
+    """A killed worker nobody has reaped yet still answers kill(pid, 0); its run must be taken over."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    store.claim("teacher", child.pid)
+    assert store.get("teacher").interrupted
+    assert store.claim("teacher", os.getpid())
+    child.wait()
