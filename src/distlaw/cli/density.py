@@ -1,7 +1,270 @@
-"""Placeholder: this command group is being built (see the issue tracker)."""
+"""``distlaw density``: capacity density and the densing law (Xiao et al. 2024, arXiv 2412.04315)."""
 
+from __future__ import annotations
+
+import math
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Optional
+
+import pandas as pd
 import typer
+
+from distlaw.cli.common import console, print_json, print_table
+from distlaw.errors import DistlawError
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+PlotOption = Annotated[Optional[Path], typer.Option("--plot", help="Also draw a figure (.png, .pdf or .svg).")]
+D0Option = Annotated[
+    Optional[float], typer.Option("--d0", help="Token horizon D0 of the inversion (default: 1e12 for fit, the fitted value for score).")
+]
+
+density_app = typer.Typer(
+    name="density",
+    help=(
+        "Capacity density (Xiao et al. 2024): how many parameters a reference family needs to match a "
+        "model's score, divided by the model's own.\n\n"
+        "Workflow: `density eval` scores checkpoints on a task file, `density fit` fits the two-step "
+        "law on reference models, `density score` turns scores into effective sizes and densities, "
+        "`density trend` fits the densing law's doubling time over dated models."
+    ),
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _check_plot(plot: Optional[Path]) -> None:
+    if plot is not None:
+        from distlaw.density.plots import check_plot_path
+
+        check_plot_path(plot)
+
+
+@density_app.command("fit")
+def fit(
+    reference: Annotated[Path, typer.Argument(help="Reference table (CSV/Parquet): params, tokens, loss, score[, model].")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the fitted coefficients (JSON).")],
+    d0: D0Option = None,
+    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples per step (0: no intervals).")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    json_output: JsonOption = False,
+    plot: PlotOption = None,
+) -> None:
+    """Fit the two-step density law on reference models and save its coefficients.
+
+    Step 1 fits the conditional loss L = a N^-alpha + b D^-beta on (params, tokens, loss).
+
+    Step 2 fits the score S = c / (1 + exp(-gamma (L - l))) + d on (loss, score); rows with a blank score feed step 1 only.
+
+    The coefficients file (with bootstrap samples for intervals) is the input of `distlaw density score`.
+
+    Examples:
+
+      distlaw density fit reference.csv --out density.json
+
+      distlaw density fit reference.csv -o density.json --d0 3e5 --bootstrap 500 --plot fit.png --json
+    """
+    from distlaw.density.estimate import fit_density, read_reference
+    from distlaw.laws.density import D0_TOKENS
+
+    _check_plot(plot)
+    table = read_reference(reference)
+    coefficients = fit_density(table, d0=D0_TOKENS if d0 is None else d0, bootstrap=bootstrap, seed=seed)
+    coefficients.save(out)
+    if plot is not None:
+        from distlaw.density.plots import plot_fit
+
+        plot_fit(table, coefficients, plot)
+    result = {
+        "loss": coefficients.loss.as_dict(),
+        "score": coefficients.score.as_dict(),
+        "score_range": list(coefficients.score.score_range),
+        "d0": coefficients.d0,
+        "bootstrap": len(coefficients.bootstrap or []),
+        "metrics": {"loss": (coefficients.meta or {}).get("loss_fit"), "score": (coefficients.meta or {}).get("score_fit")},
+        "out": str(out),
+    }
+    if json_output:
+        print_json(result)
+        return
+    rows = [[f"loss.{k}", v] for k, v in result["loss"].items()] + [[f"score.{k}", v] for k, v in result["score"].items()]
+    print_table("density law", ["coefficient", "value"], rows)
+    lo, hi = result["score_range"]
+    console.print(f"fitted on {len(table)} reference models; D0 = {coefficients.d0:.4g} tokens; scores reachable: ({lo:.4g}, {hi:.4g})")
+    console.print(f"wrote {out}")
+
+
+@density_app.command("score")
+def score(
+    models: Annotated[Optional[Path], typer.Argument(help="Models table (CSV/Parquet): model, params, score.")] = None,
+    coefficients: Annotated[Path, typer.Option("--coefficients", "-c", help="Coefficients JSON from `distlaw density fit`.")] = Path(
+        "density.json"
+    ),
+    params: Annotated[Optional[float], typer.Option("--params", "-n", help="One model's non-embedding parameters N.")] = None,
+    score_value: Annotated[Optional[float], typer.Option("--score", "-s", help="That model's score on the benchmark.")] = None,
+    name: Annotated[str, typer.Option("--name", help="That model's name.")] = "model",
+    d0: D0Option = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the results table (.csv/.parquet).")] = None,
+    json_output: JsonOption = False,
+    plot: PlotOption = None,
+) -> None:
+    """Effective parameter count and capacity density of models from their scores.
+
+    Nhat(S) = ((Lhat(S) - b D0^-beta) / a)^(-1/alpha) with Lhat(S) = l - ln(c / (S - d) - 1) / gamma; density = Nhat / N.
+
+    Intervals are bootstrap percentiles (95 %) over the samples stored by `distlaw density fit`.
+
+    A score outside the sigmoid's range (d, c + d) is an error (exit 2). A score the reference family cannot reach at D0 tokens is reported as "unbounded" (JSON: effective_params null).
+
+    Examples:
+
+      distlaw density score --params 2.4e9 --score 0.62 -c density.json
+
+      distlaw density score students.csv -c density.json --out densities.csv --plot density.png --json
+    """
+    from distlaw.density.estimate import read_models, score_models
+    from distlaw.laws.density import DensityCoefficients
+
+    _check_plot(plot)
+    if (models is None) == (params is None or score_value is None):
+        raise DistlawError("give a models table, or --params with --score (not both)")
+    if models is not None:
+        table = read_models(models)
+    elif not (math.isfinite(params) and params > 0) or not math.isfinite(score_value):
+        raise DistlawError(f"--params must be positive and --score finite, got {params:g} and {score_value:g}")
+    else:
+        table = pd.DataFrame({"model": [name], "params": [params], "score": [score_value]})
+    scored = score_models(table, DensityCoefficients.load(coefficients), d0=d0)
+    if out is not None:
+        from distlaw.io import write_table
+
+        write_table(scored, out)
+    if plot is not None:
+        from distlaw.density.plots import plot_scores
+
+        plot_scores(scored, plot)
+    if json_output:
+        print_json({"models": scored.to_dict(orient="records")})
+        return
+    has_interval = "density_lo" in scored
+    columns = ["model", "params", "score", "effective params", "density", *(["95% interval"] if has_interval else []), "status"]
+    rows = [
+        [row["model"], f"{row['params']:.4g}", f"{row['score']:.4g}", f"{row['effective_params']:.4g}", f"{row['density']:.4g}"]
+        + ([f"{row['density_lo']:.3g} .. {row['density_hi']:.3g}"] if has_interval else [])
+        + [row["status"]]
+        for _, row in scored.iterrows()
+    ]
+    print_table(f"capacity density ({coefficients})", columns, rows)
+
+
+@density_app.command("trend")
+def trend(
+    models: Annotated[Path, typer.Argument(help="Dated models (CSV/Parquet): model, release_date, params, density or effective_params.")],
+    origin: Annotated[str, typer.Option(help="Day zero of t (YYYY-MM-DD); default Llama-1's release.")] = "2023-02-24",
+    confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="Level of the doubling-time interval.")] = 0.95,
+    json_output: JsonOption = False,
+    plot: PlotOption = None,
+) -> None:
+    """Fit the densing law ln rho_max = A t + B and report the density doubling time ln 2 / A.
+
+    The fit uses the running-maximum envelope: the models denser than every model released before them.
+
+    The interval is a Student-t interval on A from the regression's standard error, mapped through ln 2 / A (a null bound is unbounded).
+
+    Xiao et al. report A ~ 0.0073 per day: density doubles every ~95 days (~3.3 months).
+
+    Examples:
+
+      distlaw density trend models.csv
+
+      distlaw density trend models.csv --origin 2024-01-01 --plot trend.png --json
+    """
+    from distlaw.density.trend import fit_trend, read_dated_models
+
+    _check_plot(plot)
+    try:
+        day_zero = date.fromisoformat(origin)
+    except ValueError:
+        raise DistlawError(f"--origin: expected a date YYYY-MM-DD, got {origin!r}") from None
+    table = read_dated_models(models)
+    result = fit_trend(table, origin=day_zero, confidence=confidence)
+    if plot is not None:
+        from distlaw.density.plots import plot_trend
+
+        plot_trend(table, result, plot)
+    if json_output:
+        print_json(result.to_dict())
+        return
+    lo, hi = result.doubling_days_ci
+    print_table(
+        "densing law",
+        ["quantity", "value"],
+        [
+            ["A (ln density per day)", result.A_per_day],
+            ["doubling time (days)", result.doubling_days],
+            [f"{confidence:.0%} interval (days)", f"{lo:.1f} .. {hi:.1f}"],
+            ["R^2 on the envelope", result.r2],
+        ],
+    )
+    console.print(f"{len(result.envelope)} of {result.n_models} models on the envelope: " + ", ".join(result.envelope))
+
+
+@density_app.command("eval")
+def evaluate(
+    task: Annotated[Path, typer.Argument(help='Task file (JSONL): {"prompt", "answer"[, "choices"]} per line.')],
+    checkpoints: Annotated[list[Path], typer.Argument(help="Local Hugging Face causal-LM checkpoint directories.")],
+    reduction: Annotated[str, typer.Option(help="Answer loss per token ('token') or summed over the answer ('sum').")] = "token",
+    tokens: Annotated[Optional[float], typer.Option("--tokens", "-d", help="Training tokens D for every checkpoint (default: the lab's record).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sequences per forward pass.")] = 32,
+    device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the rows (.csv/.parquet): a reference or models table.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Conditional loss -log P(answer | prompt) and multiple-choice score of local checkpoints.
+
+    Each row has model, params (non-embedding), tokens (from --tokens or the lab's result.json; blank if unknown), loss and score.
+
+    loss: mean over items of the answer's loss, per answer token (default) or summed over the answer.
+
+    score: multiple-choice accuracy, the answer having the lowest per-token loss among the item's choices (blank without choices).
+
+    Rows of reference models feed `density fit`, rows of other models `density score`.
+
+    Examples:
+
+      distlaw density eval task.jsonl runs/sup-N*/ --out reference.csv
+
+      distlaw density eval task.jsonl runs/kd-N20000-D300000-from-N50000-D1000000 --json
+    """
+    from distlaw.density.conditional import evaluate_checkpoint, read_tasks, run_tokens
+
+    if reduction not in ("token", "sum"):
+        raise DistlawError(f"--reduction must be 'token' or 'sum', got {reduction!r}")
+    items = read_tasks(task)
+    rows = []
+    for checkpoint in checkpoints:
+        result = evaluate_checkpoint(checkpoint, items, reduction=reduction, batch_size=batch_size, device=device)  # type: ignore[arg-type]
+        rows.append(
+            {
+                "model": result.model,
+                "params": result.params,
+                "tokens": tokens if tokens is not None else run_tokens(checkpoint),
+                "loss": result.loss,
+                "score": result.score,
+                "items": result.n_items,
+            }
+        )
+    table = pd.DataFrame(rows)
+    if out is not None:
+        from distlaw.io import write_table
+
+        write_table(table, out)
+    if json_output:
+        print_json({"reduction": reduction, "models": table.to_dict(orient="records")})
+        return
+    print_table(f"{task} ({len(items)} items, loss per {'answer token' if reduction == 'token' else 'answer'})", list(table.columns), table.values.tolist())
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add the ``density`` command group to ``app``."""
+    app.add_typer(density_app)
