@@ -46,6 +46,8 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 def fmt(value: Any) -> str:
     if isinstance(value, (float, np.floating)):
         v = float(value)
+        if v.is_integer() and abs(v) < 1e5:
+            return str(int(v))
         if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
             return f"{v:.4g}"
         return f"{v:.4f}"

@@ -1,0 +1,79 @@
+"""`distlaw demo`: the whole study on a tiny sweep, end to end on CPU, and resumable."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from distlaw.laws import Coefficients
+from distlaw.runs import read_runs
+from distlaw.study import packaged_config
+
+TINY = """
+name = "tiny"
+checkpoint_every = 50
+eval_tokens = 8192
+workers = 1
+
+[data]
+corpus = "shakespeare"
+tokenizer = "byte"
+seq_len = 64
+
+[optim]
+batch_size = 16
+lr = 3e-3
+
+[model]
+aspect_ratio = 8
+head_dim = 8
+
+[[protocol]]
+type = "fixedm-fixedm"
+teachers = [6256, 20904]
+teacher_ratio = 4
+students = [792]
+student_ratios = [20, 40, 80, 160, 320]
+"""
+
+
+def test_packaged_configs_exist():
+    for name in ("demo.toml", "micro.toml", "pilot.toml"):
+        assert packaged_config(name).is_file()
+
+
+@pytest.mark.slow
+def test_demo_runs_fits_reports_and_resumes(cli, tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    out = tmp_path / "study"
+    first = cli("demo", "--out", out, "--config", config, "--json")
+    assert first.code == 0, first.stderr
+    summary = first.json()
+    runs = read_runs(out / "runs.csv")
+    assert summary["runs"] == len(runs) == 17  # 2 teachers, 10 students, 5 supervised baselines
+    assert set(runs["kind"]) == {"supervised", "distilled"}
+    coefficients = Coefficients.load(out / "coefficients.json")
+    assert coefficients.supervised is not None and coefficients.distillation is not None
+    assert coefficients.supervised.gamma == 1.0  # the demo fixes Chinchilla's form
+    for law in ("supervised", "distillation"):
+        assert summary["fit"][law]["metrics"]["fit"]["mape_pct"] < 10
+    gains = pd.DataFrame(summary["distillation_gains"])
+    assert len(gains) == 10  # every student has its supervised twin
+    assert {r["scenario"] for r in summary["at_scale"]["recipes"]} >= {"best", "teacher-inference", "supervised"}
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3
+    assert json.loads((out / "summary.json").read_text())["runs"] == 17
+
+    again = cli("demo", "--out", out, "--config", config, "--json")
+    assert again.code == 0, again.stderr
+    assert read_runs(out / "runs.csv")["loss"].tolist() == runs["loss"].tolist()
+
+
+def test_demo_bad_config_is_one_line(cli, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [")
+    r = cli("demo", "--out", tmp_path / "out", "--config", bad)
+    assert r.code == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
