@@ -1,7 +1,151 @@
-"""Placeholder: this command group is being built (see the issue tracker)."""
+"""``distlaw fit``: fit the supervised and distillation laws to a runs table (batched multi-start)."""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
+from distlaw.cli.common import console, err_console, fmt, print_json
+from distlaw.errors import DistlawError
+
+LAW_CHOICES = ("supervised", "distillation", "both")
+GRID_CHOICES = ("paper", "epoch", "coarse")
+
+
+def parse_fix(items: list[str] | None) -> dict[str, float]:
+    """``["gamma=1", "distillation.c0=2.5"]`` -> ``{"gamma": 1.0, "distillation.c0": 2.5}``."""
+    out: dict[str, float] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise DistlawError(f"--fix {item!r}: expected NAME=VALUE, e.g. --fix gamma=1")
+        try:
+            number = float(value)
+        except ValueError:
+            raise DistlawError(f"--fix {item!r}: VALUE must be a number") from None
+        if not math.isfinite(number):
+            raise DistlawError(f"--fix {item!r}: VALUE must be finite")
+        out[name] = number
+    return out
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Any]:
+    """A rich progress bar on stderr (only on a terminal); yields the fitter's progress callback."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f}"),
+        TimeElapsedColumn(), console=err_console, transient=True, disable=not err_console.is_terminal,
+    ) as bar:
+        task = bar.add_task("fitting", total=1)
+
+        def update(label: str, done: float, total: float) -> None:
+            bar.update(task, description=label, completed=done, total=max(total, 1.0))
+
+        yield update
+
+
+def fit(
+    runs: Annotated[Path, typer.Argument(help="Runs table (CSV/Parquet): kind, params, tokens, loss[, teacher_loss].")],
+    law: Annotated[str, typer.Option("--law", "-l", help="supervised, distillation, or both (what the rows allow).")] = "both",
+    fix: Annotated[Optional[list[str]], typer.Option("--fix", help="Hold a coefficient fixed: NAME=VALUE (e.g. gamma=1; supervised.gamma=1 or distillation.gamma=1 picks one law). Repeatable.")] = None,
+    delta: Annotated[float, typer.Option("--delta", help="Huber delta on log loss (1e-4 Busbridge; 1e-3 Chinchilla/Epoch).")] = 1e-4,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", help="Bootstrap resamples of the runs for confidence intervals (0: none).")] = 0,
+    level: Annotated[float, typer.Option("--level", help="Confidence level of the bootstrap intervals.")] = 0.95,
+    holdout_below: Annotated[Optional[float], typer.Option("--holdout-below", help="Hold out runs with loss below LOSS; fit on the weaker ones and report extrapolation metrics on these.")] = None,
+    coefficients: Annotated[Optional[str], typer.Option("--coefficients", "-c", help="Preset or coefficients JSON giving Ltilde_S for the distillation fit (default: the supervised law fitted to this table).")] = None,
+    grid: Annotated[str, typer.Option("--grid", help="Start grid: paper (LAWS.md sec. 3; 216,000 distillation starts), epoch (Chinchilla replication, supervised), coarse (quick).")] = "paper",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resampling.")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the fitted coefficients JSON here (distlaw.laws.Coefficients schema, with bootstrap samples).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON: per law {coefficients, intervals, metrics, warnings, fit}.")] = False,
+) -> None:
+    """Fit the laws to your runs: supervised Eq. 1 and distillation Eq. 8 (Busbridge et al. 2025).
+
+    Huber loss on log loss, minimized from every start of the grid at once (batched L-BFGS).
+
+    Examples:
+
+      distlaw fit runs.csv --out fitted.json
+
+      distlaw fit chinchilla.csv --law supervised --fix gamma=1 --delta 1e-3 --grid epoch --bootstrap 1000 --json
+
+      distlaw fit distilled.csv --law distillation --coefficients busbridge2025 --holdout-below 2.3
+    """
+    from distlaw.fitting import fit_runs
+    from distlaw.laws import load_coefficients
+    from distlaw.runs import read_runs
+
+    if law not in LAW_CHOICES:
+        raise DistlawError(f"--law must be one of {', '.join(LAW_CHOICES)}, got '{law}'")
+    if grid not in GRID_CHOICES:
+        raise DistlawError(f"--grid must be one of {', '.join(GRID_CHOICES)}, got '{grid}'")
+    if not (math.isfinite(delta) and delta > 0):
+        raise DistlawError(f"--delta must be a positive number, got {delta:g}")
+    if bootstrap < 0:
+        raise DistlawError(f"--bootstrap must be >= 0, got {bootstrap}")
+    if not 0 < level < 1:
+        raise DistlawError(f"--level must be between 0 and 1, got {level:g}")
+    if out is not None and out.suffix.lower() != ".json":
+        raise DistlawError(f"--out {out}: the coefficients file must end in .json")
+    fixed = parse_fix(fix)
+    coef = load_coefficients(coefficients) if coefficients is not None else None
+    table = read_runs(runs)
+    with _progress_bar() as progress:
+        result = fit_runs(
+            table, law, fixed=fixed, delta=delta, bootstrap=bootstrap, level=level, holdout_below=holdout_below,
+            coefficients=coef, coefficients_name=coefficients, grid=grid, seed=seed, progress=progress,
+            source=str(runs),
+        )
+    if out is not None:
+        result.coefficients().save(out)
+    for warning in result.warnings:
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    if json_output:
+        print_json(result.summary())
+        return
+    _print_result(result, out)
+
+
+def _print_result(result: Any, out: Path | None) -> None:
+    from rich.table import Table
+
+    for law, r in result.results().items():
+        console.print(
+            f"[bold]{law} law[/]: {r.n_runs} runs, {r.n_starts:,} starts, objective {r.objective:.6g} "
+            f"(Huber delta {r.delta:g}), {r.seconds:.1f} s",
+            highlight=False,
+        )
+        table = Table()
+        columns = ["coefficient", "estimate"]
+        if r.intervals:
+            columns += [f"{100 * r.level:g}% low", f"{100 * r.level:g}% high"]
+        for c in columns:
+            table.add_column(c, justify="left" if c == "coefficient" else "right")
+        for name, value in r.coefficients.items():
+            row = [name + (" (fixed)" if name in r.fixed else ""), fmt(value)]
+            if r.intervals:
+                lo_hi = r.intervals.get(name)
+                row += [fmt(lo_hi[0]), fmt(lo_hi[1])] if lo_hi else ["", ""]
+            table.add_row(*row)
+        console.print(table)
+        for part, m in r.metrics.items():
+            if m.get("n"):
+                label = "in-sample" if part == "fit" else f"held out (loss < {result.holdout_below:g})"
+                console.print(
+                    f"  {label}: n={m['n']}, RMSE {m['rmse']:.4g}, MAPE {m['mape_pct']:.3g}%, max abs error {m['max_abs_error']:.4g}",
+                    highlight=False,
+                )
+        if law == "distillation":
+            console.print(f"  Ltilde_S from: {result.supervised_source}", highlight=False)
+    if out is not None:
+        console.print(f"wrote coefficients to {out}", highlight=False)
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    app.command()(fit)
