@@ -107,15 +107,7 @@ class ModelShape(BaseModel):
             raise DistlawError(f"model size must be a positive number of parameters, got {non_embedding_params:g}")
         best: ModelShape | None = None
         for n_layers in range(1, 4096):
-            d_model = aspect_ratio * n_layers
-            shape = cls(
-                n_layers=n_layers,
-                d_model=d_model,
-                n_heads=max(1, d_model // head_dim),
-                d_ff=max(1, round(FFN_RATIO * d_model)),
-                vocab_size=vocab_size,
-                n_ctx=n_ctx,
-            )
+            shape = cls.from_dims(n_layers, aspect_ratio * n_layers, n_ctx, vocab_size, head_dim)
             if best is None or abs(math.log(shape.non_embedding_params / non_embedding_params)) < abs(
                 math.log(best.non_embedding_params / non_embedding_params)
             ):

@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from distlaw.io import to_jsonable
+
 console = Console()
 err_console = Console(stderr=True)
-
-
-def to_jsonable(obj: Any) -> Any:
-    """NumPy scalars/arrays and non-finite floats made JSON-safe (NaN/inf become null)."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return to_jsonable(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def print_json(obj: Any) -> None:

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from distlaw.errors import DistlawError
+from distlaw.io import to_jsonable
 from distlaw.fitting.bootstrap import collapsed, percentile_intervals, resample_weights
 from distlaw.fitting.grids import GridSpec, make_starts
 from distlaw.fitting.metrics import prediction_metrics
@@ -405,21 +406,8 @@ class RunsFit:
                     "intervals": {k: [lo, hi] for k, (lo, hi) in r.intervals.items()},
                     "warnings": r.warnings,
                 }
-        data["meta"] = _jsonable(meta)
+        data["meta"] = to_jsonable(meta)
         return Coefficients.from_dict(data, source="fit result")
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types (NumPy scalars unwrapped, non-finite floats as None)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def _split(rows: pd.DataFrame, below: float | None) -> tuple[pd.DataFrame, pd.DataFrame]:
