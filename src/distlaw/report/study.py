@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from distlaw.laws import load_coefficients
+from distlaw.findings import best_teachers, distillation_gains
+from distlaw.laws import Coefficients, load_coefficients
 from distlaw.report.html import Report
 from distlaw.report.plots import parity_figure, student_teacher_figure, supervised_fit_figure
 from distlaw.runs import predict_runs
@@ -17,11 +18,11 @@ if TYPE_CHECKING:
 RUN_COLUMNS = ["kind", "params", "tokens", "loss", "teacher_params", "teacher_tokens", "teacher_loss", "wall_time_s"]
 
 
-def _coefficient_table(result: StudyResult) -> pd.DataFrame:
+def _coefficient_table(fit_summary: dict) -> pd.DataFrame:
     published = load_coefficients("busbridge2025")
     rows = []
     for law in ("supervised", "distillation"):
-        block = result.fit_summary.get(law)
+        block = fit_summary.get(law)
         if not block:
             continue
         reference = getattr(published, law).as_dict()
@@ -33,10 +34,10 @@ def _coefficient_table(result: StudyResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _metrics_table(result: StudyResult) -> pd.DataFrame:
+def _metrics_table(fit_summary: dict) -> pd.DataFrame:
     rows = []
     for law in ("supervised", "distillation"):
-        block = result.fit_summary.get(law)
+        block = fit_summary.get(law)
         if block:
             fit = block["metrics"].get("fit", {})
             rows.append({"law": law, "runs": fit.get("n"), "RMSE": fit.get("rmse"), "MAPE %": fit.get("mape_pct"),
@@ -44,46 +45,68 @@ def _metrics_table(result: StudyResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def study_report(result: StudyResult) -> Report:
-    """Build the HTML report of a finished study."""
-    runs, coef = result.runs, result.coefficients
-    report = Report("distlaw study report")
+def runs_report(
+    runs: pd.DataFrame,
+    coefficients: Coefficients,
+    fit_summary: dict | None = None,
+    title: str = "distlaw report",
+    intro: str = "",
+) -> Report:
+    """The report of any runs table: observed findings, the laws (fitted or given) against the runs."""
+    report = Report(title)
     n_sup = int((runs["kind"] == "supervised").sum())
-    report.paragraph(f"{len(runs)} runs ({n_sup} supervised, {len(runs) - n_sup} distilled) in {result.out_dir}, "
-                     f"{result.seconds:.0f} s in this session. Losses are validation cross-entropy per token.")
+    report.paragraph(f"{len(runs)} runs ({n_sup} supervised, {len(runs) - n_sup} distilled). {intro}".strip())
 
     report.heading("What the runs show")
-    if len(result.gains):
-        won = int((result.gains["gain"] > 0).sum())
-        report.paragraph(f"Distillation beat supervised training on the same tokens in {won} of {len(result.gains)} "
+    gains, teachers = distillation_gains(runs), best_teachers(runs)
+    if len(gains):
+        won = int((gains["gain"] > 0).sum())
+        report.paragraph(f"Distillation beat supervised training on the same tokens in {won} of {len(gains)} "
                          "student/teacher pairs (gain = supervised loss - distilled loss).")
-        report.table(result.gains)
-    if len(result.teachers):
-        gaps = int(result.teachers["capacity_gap"].sum())
-        report.paragraph(f"For {gaps} of {len(result.teachers)} student configurations the best teacher was not the "
+        report.table(gains)
+    if len(teachers):
+        gaps = int(teachers["capacity_gap"].sum())
+        report.paragraph(f"For {gaps} of {len(teachers)} student configurations the best teacher was not the "
                          "strongest one: the capacity gap (Zhang et al., arXiv 2311.07052).")
-        report.table(result.teachers)
+        report.table(teachers)
+    if not len(gains) and not len(teachers):
+        report.paragraph("No distilled run has a supervised twin or a second teacher to compare with.", note=True)
 
-    report.heading("Fitted laws")
-    warnings = [w for law in ("supervised", "distillation") for w in result.fit_summary.get(law, {}).get("warnings", [])]
-    report.paragraph("Coefficients fitted to these runs beside the published ones (Busbridge et al. 2025, "
-                     "arXiv 2502.08606, Table 6). A pilot of tiny models constrains only some of them.", note=True)
-    report.table(_coefficient_table(result))
-    report.table(_metrics_table(result))
-    for warning in warnings:
-        report.paragraph(f"Warning: {warning}", note=True)
-    report.figure(supervised_fit_figure(runs, coef), "Supervised runs with the fitted supervised law (Eq. 1).")
-    if (runs["kind"] == "distilled").any() and coef.distillation is not None:
-        report.figure(student_teacher_figure(runs, coef), "Distilled students with the fitted distillation law (Eq. 8).")
-    report.figure(parity_figure(predict_runs(runs, coef)), "Every run: law prediction against observation.")
+    report.heading("Laws against the runs")
+    if fit_summary:
+        report.paragraph("Coefficients fitted to these runs beside the published ones (Busbridge et al. 2025, "
+                         "arXiv 2502.08606, Table 6). A pilot of tiny models constrains only some of them.", note=True)
+        report.table(_coefficient_table(fit_summary))
+        report.table(_metrics_table(fit_summary))
+        for warning in (w for law in ("supervised", "distillation") for w in fit_summary.get(law, {}).get("warnings", [])):
+            report.paragraph(f"Warning: {warning}", note=True)
+    else:
+        report.paragraph(f"Coefficients: {(coefficients.meta or {}).get('name', 'given file')}.", note=True)
+    if coefficients.supervised is not None and (runs["kind"] == "supervised").any():
+        report.figure(supervised_fit_figure(runs, coefficients), "Supervised runs with the supervised law (Eq. 1).")
+    if (runs["kind"] == "distilled").any() and coefficients.distillation is not None:
+        report.figure(student_teacher_figure(runs, coefficients), "Distilled students with the distillation law (Eq. 8).")
+    report.figure(parity_figure(predict_runs(runs, coefficients)), "Every run: law prediction against observation.")
+    return report
 
+
+def add_runs_table(report: Report, runs: pd.DataFrame) -> None:
+    """The closing section: every run with the runs-table columns."""
+    report.heading("All runs")
+    report.table(runs[[c for c in RUN_COLUMNS if c in runs.columns]])
+
+
+def study_report(result: StudyResult) -> Report:
+    """The report of a finished ``distlaw demo`` study: the runs report plus a plan at scale."""
+    report = runs_report(
+        result.runs, result.coefficients, result.fit_summary, title="distlaw study report",
+        intro=f"Trained in {result.out_dir}, {result.seconds:.0f} s in this session. Losses are validation cross-entropy per token.",
+    )
     report.heading("Planning at scale (published coefficients)")
     at_scale = pd.DataFrame(result.at_scale).drop(columns=["compute_split"], errors="ignore")
     report.paragraph("Compute-optimal recipes for a 1e9-parameter student with 1e21 FLOPs under the four scenarios of "
                      "Busbridge et al. Sec. 5, from the busbridge2025 preset. Re-run with your own coefficients: "
                      "distlaw plan --student-params N --compute C --coefficients coefficients.json")
     report.table(at_scale)
-
-    report.heading("All runs")
-    report.table(runs[[c for c in RUN_COLUMNS if c in runs.columns]])
+    add_runs_table(report, result.runs)
     return report
