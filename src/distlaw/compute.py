@@ -31,6 +31,13 @@ DEFAULT_VOCAB = 32768
 FFN_RATIO = 8 / 3
 
 
+def forward_flops(non_embedding_params: ArrayLike, n_layers: ArrayLike, d_model: ArrayLike, n_ctx: int, vocab_size: int) -> np.ndarray:
+    """F(N) = 2N + 2 n_layers n_ctx d_model + 2 n_vocab d_model: forward FLOPs per token with causal
+    attention and the output head (App. H); vectorized, so shapes may be continuous."""
+    n, layers, d = (np.asarray(x, dtype=float) for x in (non_embedding_params, n_layers, d_model))
+    return 2.0 * n + 2.0 * layers * n_ctx * d + 2.0 * vocab_size * d
+
+
 class ModelShape(BaseModel):
     """A decoder-only transformer's shape; the single source of parameter and FLOP counts."""
 
@@ -64,10 +71,9 @@ class ModelShape(BaseModel):
 
     def forward_flops_per_token(self, attention: bool = True) -> float:
         """F(N) = 2N + 2 n_layers n_ctx d_model + 2 n_vocab d_model (App. H); ``attention=False`` gives 2N."""
-        flops = 2.0 * self.non_embedding_params
-        if attention:
-            flops += 2.0 * self.n_layers * self.n_ctx * self.d_model + 2.0 * self.vocab_size * self.d_model
-        return flops
+        if not attention:
+            return 2.0 * self.non_embedding_params
+        return float(forward_flops(self.non_embedding_params, self.n_layers, self.d_model, self.n_ctx, self.vocab_size))
 
     @classmethod
     def from_dims(
@@ -142,8 +148,7 @@ class FlopModel(BaseModel):
         if self.form == "simple":
             return 2.0 * n
         n_layers = np.cbrt(n / (12.0 * self.aspect_ratio**2))
-        d_model = self.aspect_ratio * n_layers
-        return 2.0 * n + 2.0 * n_layers * self.n_ctx * d_model + 2.0 * self.vocab_size * d_model
+        return forward_flops(n, n_layers, self.aspect_ratio * n_layers, self.n_ctx, self.vocab_size)
 
     def training(self, params: ArrayLike, tokens: ArrayLike) -> np.ndarray:
         """Forward plus backward pass over ``tokens``: 3 F(N) D."""

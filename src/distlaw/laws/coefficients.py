@@ -25,7 +25,20 @@ from distlaw.errors import DistlawError
 LawName = Literal["supervised", "distillation"]
 
 
-class _Block(BaseModel):
+def positive_fields(*names: str) -> Any:
+    """A pydantic validator rejecting zero or negative values of ``names``."""
+
+    def check(value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    return field_validator(*names)(check)
+
+
+class CoefficientBlock(BaseModel):
+    """One law's coefficients: finite floats, frozen, unknown names rejected."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @field_validator("*")
@@ -39,7 +52,7 @@ class _Block(BaseModel):
         return {k: float(v) for k, v in self.model_dump().items()}
 
 
-class SupervisedCoefficients(_Block):
+class SupervisedCoefficients(CoefficientBlock):
     """L(N, D) = E + (A/N^alpha + B/D^beta)^gamma (Busbridge Eq. 1)."""
 
     E: float
@@ -49,15 +62,10 @@ class SupervisedCoefficients(_Block):
     beta: float
     gamma: float = 1.0
 
-    @field_validator("E", "A", "B")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be positive")
-        return value
+    _positive = positive_fields("E", "A", "B")
 
 
-class DistillationCoefficients(_Block):
+class DistillationCoefficients(CoefficientBlock):
     """Primed coefficients of Busbridge Eq. 8 (A', B', alpha', beta', gamma') and c0, c1, f1, d1."""
 
     A: float
@@ -70,15 +78,10 @@ class DistillationCoefficients(_Block):
     f1: float
     d1: float
 
-    @field_validator("A", "B", "f1", "d1")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be positive")
-        return value
+    _positive = positive_fields("A", "B", "f1", "d1")
 
 
-BLOCKS: dict[str, type[_Block]] = {
+BLOCKS: dict[str, type[CoefficientBlock]] = {
     "supervised": SupervisedCoefficients,
     "distillation": DistillationCoefficients,
 }
@@ -102,7 +105,7 @@ class Coefficients(BaseModel):
             raise DistlawError(f"{source} have no {law} law coefficients")
         return block
 
-    def samples(self, law: LawName) -> list[_Block]:
+    def samples(self, law: LawName) -> list[CoefficientBlock]:
         """Bootstrap samples of ``law`` as coefficient blocks (empty if none were stored)."""
         rows = (self.bootstrap or {}).get(law, [])
         return [BLOCKS[law](**row) for row in rows]

@@ -28,13 +28,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from distlaw.errors import DistlawError
 from distlaw.laws._ops import logaddexp, namespace, softplus
-from distlaw.laws.coefficients import _Block, positive_array
+from distlaw.laws.coefficients import CoefficientBlock, positive_array, positive_fields
 
 D0_TOKENS = 1e12
 LN2 = math.log(2.0)
 
 
-class LossLawCoefficients(_Block):
+class LossLawCoefficients(CoefficientBlock):
     """L(N, D) = a N^-alpha + b D^-beta (Xiao, loss estimation; no irreducible term)."""
 
     a: float
@@ -42,15 +42,10 @@ class LossLawCoefficients(_Block):
     alpha: float
     beta: float
 
-    @field_validator("a", "b", "alpha", "beta")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be positive")
-        return value
+    _positive = positive_fields("a", "b", "alpha", "beta")
 
 
-class ScoreLawCoefficients(_Block):
+class ScoreLawCoefficients(CoefficientBlock):
     """S(L) = c / (1 + exp(-gamma (L - l))) + d (Xiao, performance estimation); c > 0, gamma < 0."""
 
     c: float
