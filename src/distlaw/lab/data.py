@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import torch
 from tokenizers import Tokenizer
 
 from distlaw.errors import DistlawError
+from distlaw.io import atomic_directory
 from distlaw.lab import corpus as corpus_mod
 from distlaw.lab import tokenizer as tok_mod
 from distlaw.lab.config import DataConfig
@@ -107,21 +105,12 @@ def _build(directory: Path, texts: list[str], tok: Tokenizer, meta: dict, fracti
     stream = _tokenize(texts, tok)
     block, is_val = _split_blocks(len(stream), fraction)
     mask = np.repeat(is_val, block)[: len(stream)]
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_directory(directory, done_marker="meta.json") as tmp:
         stream[~mask].tofile(tmp / "train.bin")
         stream[mask].tofile(tmp / "val.bin")
         tok.save(str(tmp / "tokenizer.json"))
         meta = {**meta, "dtype": stream.dtype.name, "n_train": int((~mask).sum()), "n_val": int(mask.sum()), "block": block}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        try:
-            os.rename(tmp, directory)
-        except OSError:
-            if not (directory / "meta.json").is_file():  # not a lost race: a real failure
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def prepare_data(cfg: DataConfig, default_cache: Path) -> TokenData:

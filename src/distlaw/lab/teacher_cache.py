@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -29,6 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from distlaw.errors import DistlawError
+from distlaw.io import atomic_directory
 from distlaw.lab.config import DataConfig, RunSpec
 from distlaw.lab.data import TokenData, prepare_data, window_ids
 from distlaw.lab.losses import Teacher
@@ -182,10 +181,8 @@ def build_cache(
         rows = -(-tokens // (seq_len * batch_size)) * batch_size  # whole batches, as a run of this batch size reads
         rows_per_shard = max(batch_size, SHARD_BYTES // (seq_len * bytes_per_token(k, data.vocab_size)))
         n_windows = data.n_windows(seq_len)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         shards: list[dict] = []
-        try:
+        with atomic_directory(out) as tmp:
             with progress_bar(progress) as bar:
                 task = bar.add_task(f"teacher cache k={k}", total=rows, loss="-")
                 for lo in range(0, rows, rows_per_shard):
@@ -227,7 +224,4 @@ def build_cache(
                 "val": {"file": VAL_FILE, "sha256": _sha256(tmp / VAL_FILE)},
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-            os.rename(tmp, out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return manifest
