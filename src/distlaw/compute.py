@@ -50,16 +50,18 @@ class ModelShape(BaseModel):
     n_kv_heads: int | None = Field(default=None, ge=1)
     vocab_size: int = Field(default=DEFAULT_VOCAB, ge=2)
     n_ctx: int = Field(default=DEFAULT_N_CTX, ge=1)
+    attention_head_dim: int | None = Field(default=None, ge=1)  # None: d_model / n_heads (pruned models differ)
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+        return self.attention_head_dim or self.d_model // self.n_heads
 
     @property
     def non_embedding_params(self) -> int:
         """Parameters outside the token embedding and the output head (the N of the laws)."""
+        q = self.n_heads * self.head_dim
         kv = (self.n_kv_heads or self.n_heads) * self.head_dim
-        attention = 2 * self.d_model * self.d_model + 2 * self.d_model * kv
+        attention = 2 * self.d_model * q + 2 * self.d_model * kv
         ffn = 3 * self.d_model * self.d_ff
         per_layer = attention + ffn + 2 * self.d_model
         return self.n_layers * per_layer + self.d_model

@@ -29,7 +29,7 @@ hf_logging.disable_progress_bar()
 
 def llama_config(shape: ModelShape) -> LlamaConfig:
     """The ``LlamaConfig`` of a shape (no bias terms, untied head, RoPE base 10000)."""
-    if shape.d_model % shape.n_heads:
+    if shape.d_model % shape.n_heads:  # transformers' Llama requires it, even with an explicit head_dim
         raise DistlawError(f"d_model {shape.d_model} is not divisible by n_heads {shape.n_heads}")
     kv_heads = shape.n_kv_heads or shape.n_heads
     if shape.n_heads % kv_heads:
@@ -41,6 +41,7 @@ def llama_config(shape: ModelShape) -> LlamaConfig:
         num_hidden_layers=shape.n_layers,
         num_attention_heads=shape.n_heads,
         num_key_value_heads=kv_heads,
+        head_dim=shape.head_dim,
         max_position_embeddings=shape.n_ctx,
         tie_word_embeddings=False,
         bos_token_id=None,
@@ -63,6 +64,7 @@ def shape_of(model: PreTrainedModel) -> ModelShape:
     cfg = model.config
     try:
         kv_heads = getattr(cfg, "num_key_value_heads", None)
+        head_dim = getattr(cfg, "head_dim", None)
         return ModelShape(
             n_layers=cfg.num_hidden_layers,
             d_model=cfg.hidden_size,
@@ -71,6 +73,7 @@ def shape_of(model: PreTrainedModel) -> ModelShape:
             n_kv_heads=None if kv_heads in (None, cfg.num_attention_heads) else kv_heads,
             vocab_size=cfg.vocab_size,
             n_ctx=getattr(cfg, "max_position_embeddings", None) or 2048,
+            attention_head_dim=None if head_dim in (None, cfg.hidden_size // cfg.num_attention_heads) else head_dim,
         )
     except AttributeError as exc:
         raise DistlawError(f"{cfg.name_or_path}: not a decoder-only transformer config ({exc})") from exc
