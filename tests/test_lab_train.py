@@ -119,7 +119,8 @@ def test_online_distillation_and_full_cache_agree(lab, tmp_path):
     manifest = build_cache(tmp / "teacher", tmp_path / "cache", spec.data, tmp, tokens=online.tokens, k=256,
                            batch_size=BATCH, progress=False)
     assert manifest["build_flops"] == pytest.approx(online.teacher_inference_flops)
-    cached = train_run(spec, tmp_path / "cached", teacher_cache=tmp_path / "cache", progress=False)
+    cached_spec = make_spec(tmp, "student", kind="distilled", cache_k=256)
+    cached = train_run(cached_spec, tmp_path / "cached", teacher_cache=tmp_path / "cache", progress=False)
     assert cached.teacher_inference_flops == 0
     assert cached.teacher_loss == pytest.approx(teacher.loss, abs=1e-9)
     assert cached.loss == pytest.approx(online.loss, abs=1e-3)
@@ -135,19 +136,26 @@ def test_bad_teachers_and_caches_fail_before_writing_anything(lab, tmp_path):
         train_run(spec, tmp_path / "r1", teacher_dir=tmp_path / "wide", progress=False)
 
     build_cache(tmp / "teacher", tmp_path / "cache", spec.data, tmp, tokens=spec.tokens, k=8, batch_size=BATCH, progress=False)
+    cached = make_spec(tmp, "student", kind="distilled", cache_k=8)
     with pytest.raises(DistlawError, match="order seed 0, the run uses 9"):
-        train_run(make_spec(tmp, "student", kind="distilled", seed=9), tmp_path / "r2", teacher_cache=tmp_path / "cache", progress=False)
+        train_run(make_spec(tmp, "student", kind="distilled", seed=9, cache_k=8), tmp_path / "r2", teacher_cache=tmp_path / "cache", progress=False)
     with pytest.raises(DistlawError, match="temperature"):
-        train_run(make_spec(tmp, "student", kind="distilled", temperature=2.0), tmp_path / "r3", teacher_cache=tmp_path / "cache", progress=False)
+        train_run(make_spec(tmp, "student", kind="distilled", temperature=2.0, cache_k=8), tmp_path / "r3", teacher_cache=tmp_path / "cache", progress=False)
+    with pytest.raises(DistlawError, match="holds top-8, the run wants distill.cache_k = 16"):
+        train_run(make_spec(tmp, "student", kind="distilled", cache_k=16), tmp_path / "r6", teacher_cache=tmp_path / "cache", progress=False)
+    with pytest.raises(DistlawError, match="exactly when distill.cache_k is set"):
+        train_run(spec, tmp_path / "r7", teacher_cache=tmp_path / "cache", progress=False)
+    with pytest.raises(DistlawError, match="exactly when distill.cache_k is set"):
+        train_run(cached, tmp_path / "r8", teacher_dir=tmp / "teacher", progress=False)
     shard = tmp_path / "cache" / TeacherCache.open(tmp_path / "cache").manifest["shards"][0]["file"]
     raw = bytearray(shard.read_bytes())
     raw[-5] ^= 0xFF
     shard.write_bytes(bytes(raw))
     with pytest.raises(DistlawError, match="shard-00000.safetensors is corrupted"):
-        train_run(spec, tmp_path / "r4", teacher_cache=tmp_path / "cache", progress=False)
+        train_run(cached, tmp_path / "r4", teacher_cache=tmp_path / "cache", progress=False)
     with pytest.raises(DistlawError, match="needs a teacher"):
         train_run(spec, tmp_path / "r5", progress=False)
-    assert not any((tmp_path / f"r{i}").exists() for i in range(1, 6))
+    assert not any((tmp_path / f"r{i}").exists() for i in range(1, 9))
 
 
 @pytest.mark.slow

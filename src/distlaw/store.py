@@ -75,6 +75,15 @@ CREATE TABLE IF NOT EXISTS members (
     name TEXT NOT NULL REFERENCES runs(name),
     PRIMARY KEY (sweep, protocol, role, name)
 );
+CREATE TABLE IF NOT EXISTS teacher_caches (
+    directory TEXT PRIMARY KEY,
+    teacher TEXT NOT NULL,
+    k INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    build_flops REAL NOT NULL,
+    wall_time_s REAL NOT NULL,
+    built_at REAL NOT NULL
+);
 """
 
 
@@ -274,7 +283,21 @@ class RunStore:
                 (time.time(), line, name),
             )
 
+    def add_cache(self, directory: Path, teacher: str, manifest: Mapping[str, Any], wall_time_s: float) -> None:
+        """Record a teacher cache built for a sweep: its teacher-inference FLOPs, paid once for all its students."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO teacher_caches (directory, teacher, k, tokens, build_flops, wall_time_s, built_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (str(directory), teacher, manifest["k"], manifest["tokens"], manifest["build_flops"], wall_time_s, time.time()),
+            )
+
     # reading ------------------------------------------------------------------------------------
+
+    def caches(self, teachers: set[str] | None = None) -> list[dict[str, Any]]:
+        """The teacher caches recorded in the store (only those of ``teachers``), oldest first."""
+        rows = [dict(row) for row in self._db.execute("SELECT * FROM teacher_caches ORDER BY rowid").fetchall()]
+        return [row for row in rows if teachers is None or row["teacher"] in teachers]
 
     def get(self, name: str) -> RunRecord | None:
         row = self._db.execute("SELECT * FROM runs WHERE name = ?", (name,)).fetchone()

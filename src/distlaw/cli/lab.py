@@ -198,13 +198,13 @@ def distill(
     """
     if (teacher is None) == (teacher_cache is None):
         raise DistlawError("give exactly one of --teacher PATH and --teacher-cache DIR")
-    order_seed = None
+    order_seed = cache_k = None
     teacher_name = str(_teacher_path(teacher, store)) if teacher is not None else None
     if teacher_cache is not None:
         from distlaw.lab.teacher_cache import TeacherCache
 
         manifest = TeacherCache.open(teacher_cache).manifest
-        order_seed, teacher_name = manifest["order_seed"], manifest["teacher"]
+        order_seed, teacher_name, cache_k = manifest["order_seed"], manifest["teacher"], manifest["k"]
         temperature = manifest["temperature"] if temperature is None else temperature
     _run(
         "distilled", out,
@@ -214,7 +214,7 @@ def distill(
         tokens, eval_tokens, checkpoint_every, device, quiet, json_output,
         teacher=teacher_name, teacher_cache=teacher_cache,
         distill_args=dict(weight=weight, temperature=1.0 if temperature is None else temperature, z_loss=z_loss,
-                          divergence=divergence, top_k=top_k, top_p=top_p),
+                          divergence=divergence, top_k=top_k, top_p=top_p, cache_k=cache_k),
         shard_teacher=fsdp_teacher,
     )
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from distlaw.cli.common import console, fmt, print_json, print_table
 from distlaw.io import write_table
 from distlaw.lab.protocols import load_config
-from distlaw.lab.sweep import plan_sweep, plan_totals, run_sweep, sweep_workers
+from distlaw.lab.sweep import CACHE_JOB_PREFIX, plan_sweep, plan_totals, run_sweep, sweep_workers
 from distlaw.store import STATUSES, RunStore, runs_table
 
 ConfigArgument = Annotated[Path, typer.Argument(help="Sweep config (TOML), e.g. configs/micro.toml.", show_default=False)]
@@ -77,7 +77,9 @@ def plan(config: ConfigArgument, store: StoreOption, json_output: JsonOption = F
     protocol and role.
 
     The config (TOML, see configs/micro.toml): name; workers; checkpoint_every; eval_tokens; tables
-    \\[data], \\[optim], \\[distill] as in a lab run; \\[model] aspect_ratio, head_dim (a size is a
+    \\[data], \\[optim], \\[distill] as in a lab run (plus \\[distill] cache_k = K: each teacher's
+    students read one teacher cache of its top-K log-probabilities and the rest mass, built once after
+    the teacher, so teacher inference is paid once); \\[model] aspect_ratio, head_dim (a size is a
     non-embedding parameter count mapped to d_model = aspect_ratio x n_layers, or an explicit
     {n_layers, d_model, n_heads, d_ff}); then one \\[\\[protocol]] table per protocol:
 
@@ -135,6 +137,10 @@ def run(
 
         def report(name: str, status: str) -> None:
             nonlocal finished
+            if name.startswith(CACHE_JOB_PREFIX):
+                if not json_output:
+                    console.print(f"{'built' if status == 'done' else 'failed to build'} teacher {name}", highlight=False, markup=False)
+                return
             finished += status == "done"
             bar.update(task, completed=finished)
             if not json_output:
@@ -147,7 +153,8 @@ def run(
     with RunStore(store, create=False) as s:
         counts = s.counts(cfg.name)
         rows = _record_rows(s, cfg.name)
-    summary = {"sweep": cfg.name, "trained": outcome.done, "failed": outcome.failed, "skipped": len(outcome.skipped), "blocked": outcome.blocked, "counts": counts}
+    summary = {"sweep": cfg.name, "trained": outcome.done, "failed": outcome.failed, "skipped": len(outcome.skipped),
+               "blocked": outcome.blocked, "caches_built": outcome.caches, "counts": counts}
     if json_output:
         print_json(summary)
     else:
@@ -175,13 +182,18 @@ def status(config: ConfigArgument, store: StoreOption, json_output: JsonOption =
     with RunStore(store, create=False) as s:
         counts = s.counts(cfg.name)
         rows = _record_rows(s, cfg.name)
+        caches = s.caches({row["teacher"] for row in rows if row["teacher"]})
     if json_output:
-        print_json({"sweep": cfg.name, "counts": counts, "runs": rows})
+        print_json({"sweep": cfg.name, "counts": counts, "runs": rows, "teacher_caches": caches})
         return
     interrupted = sum(row["status"] == "interrupted" for row in rows)
     note = f" ({interrupted} interrupted: `distlaw sweep run` resumes them)" if interrupted else ""
     console.print(f"sweep {cfg.name}: " + ", ".join(f"{counts[k]} {k}" for k in STATUSES) + note, highlight=False, markup=False)
     _print_runs(f"runs of sweep {cfg.name} in {store}", rows)
+    if caches:
+        print_table("teacher caches (teacher inference paid once, shared by all the teacher's students)",
+                    ["teacher", "k", "tokens", "FLOPs", "wall time s", "directory"],
+                    [[c["teacher"], c["k"], c["tokens"], c["build_flops"], c["wall_time_s"], Path(c["directory"]).name] for c in caches])
 
 
 def list_runs(

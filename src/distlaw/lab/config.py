@@ -52,6 +52,9 @@ class DistillConfig(BaseModel):
     divergence: Literal["forward", "reverse"] = "forward"
     top_k: int | None = Field(default=None, ge=1)
     top_p: float | None = Field(default=None, gt=0, le=1)
+    # Read the teacher from a cache of its top-k log-probabilities plus the rest mass, built once per
+    # teacher and shared by all its students (Sec. 5: teacher inference paid once); None: online teacher.
+    cache_k: int | None = Field(default=None, ge=1)
 
 
 class RunSpec(BaseModel):
@@ -68,6 +71,11 @@ class RunSpec(BaseModel):
     optim: OptimConfig = OptimConfig()
     distill: DistillConfig = DistillConfig()
     eval_tokens: int = Field(default=65536, ge=1)
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps: ``tokens`` rounded up to whole batches of ``batch_size`` windows of ``seq_len``."""
+        return -(-self.tokens // (self.optim.batch_size * self.data.seq_len))
 
     def key(self) -> str:
         """A stable content hash (name excluded) for deduplication and resume."""

@@ -182,7 +182,7 @@ def build_cache(
         rows_per_shard = max(batch_size, SHARD_BYTES // (seq_len * bytes_per_token(k, data.vocab_size)))
         n_windows = data.n_windows(seq_len)
         shards: list[dict] = []
-        with atomic_directory(out) as tmp:
+        with atomic_directory(out, done_marker=MANIFEST) as tmp:  # a parallel build of the same cache may win
             with progress_bar(progress) as bar:
                 task = bar.add_task(f"teacher cache k={k}", total=rows, loss="-")
                 for lo in range(0, rows, rows_per_shard):

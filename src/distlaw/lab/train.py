@@ -89,8 +89,13 @@ class TeacherSource:
                  teacher_cache: Path | None, steps: int, shard: bool) -> None:
         self.model: nn.Module | None = None
         self.cache: TeacherCache | None = None
+        cache_k = spec.distill.cache_k
+        if (cache_k is None) != (teacher_cache is None):
+            raise DistlawError(f"run {spec.name}: a teacher cache is read exactly when distill.cache_k is set (cache_k = {cache_k})")
         if teacher_cache is not None:
             self.cache = TeacherCache.open(teacher_cache)
+            if self.cache.k != cache_k:
+                raise DistlawError(f"teacher cache {teacher_cache}: holds top-{self.cache.k}, the run wants distill.cache_k = {cache_k}")
             check_options(spec.distill, cached_k=self.cache.k)
             self.cache.check_compatible(data, spec, rows=steps * spec.optim.batch_size)
             self.params = self.cache.teacher_params
@@ -210,7 +215,7 @@ def _train(spec: RunSpec, run_dir: Path, ctx: distributed.Context, start_time: f
     data = prepare_data(spec.data, default_cache(run_dir))
     if spec.shape.vocab_size != data.vocab_size:
         raise DistlawError(f"run {spec.name}: model vocabulary {spec.shape.vocab_size} differs from the tokenizer's {data.vocab_size}")
-    steps = -(-spec.tokens // (batch_size * seq_len))
+    steps = spec.steps
     seed = spec.optim.seed if spec.data.order_seed is None else spec.data.order_seed
     teacher = TeacherSource(spec, data, ctx, teacher_dir, teacher_cache, steps, shard_teacher) if spec.kind == "distilled" else None
     val = data.val_windows(seq_len, spec.eval_tokens)
