@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from distlaw.cli import demo, density, fit, lab, plan, predict, report, sweep
+from distlaw.cli import capacity, demo, density, fit, lab, plan, predict, prune, report, sweep
 from distlaw.cli.common import err_console
 from distlaw.errors import DistlawError
 
@@ -27,7 +27,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for module in (demo, predict, fit, plan, report, lab, sweep, density):
+for module in (demo, predict, fit, plan, report, lab, prune, sweep, capacity, density):
     module.register(app)
 
 
