@@ -97,3 +97,22 @@ def test_teacher_named_by_a_run_in_a_store(cli, tmp_path, small):
     assert r.json()["teacher_params"] == shape.non_embedding_params
     r = cli("distill", "--teacher", "t2", "--out", tmp_path / "s2", *args)
     assert r.code == 2 and "no such checkpoint directory or run in" in r.stderr
+
+
+def test_prune_then_distil_and_train_from_the_pruned_model(cli, tmp_path, small):
+    """Zhang et al.'s recipe from the command line: a teacher, pruned to a student, distilled from it."""
+    assert cli("train", "--params", "2e4", "--tokens", "8192", "--out", tmp_path / "t", *small).code == 0
+    r = cli("prune", tmp_path / "t", "--params", "6e3", "--calibration-tokens", "1024", "--out", tmp_path / "p", "--json", *small)
+    assert r.code == 0, r.stderr
+    pruned = r.json()
+    r = cli("distill", "--init", tmp_path / "p", "--teacher", tmp_path / "t", "--tokens", "2048", "--out", tmp_path / "s", "--json", *small)
+    assert r.code == 0, r.stderr
+    student = r.json()
+    assert student["non_embedding_params"] == pruned["params"] and student["teacher_params"] == pruned["teacher_params"]
+    r = cli("train", "--init", tmp_path / "p", "--tokens", "2048", "--out", tmp_path / "ce", "--json", *small)
+    assert r.code == 0, r.stderr
+    assert r.json()["non_embedding_params"] == pruned["params"]
+    assert cli("train", "--init", tmp_path / "p", "--params", "6e3", "--tokens", "2048", "--out", tmp_path / "x", *small).code == 2
+    bad = cli("train", "--init", tmp_path / "t", "--tokens", "2048", "--out", tmp_path / "y", *small)
+    assert bad.code == 2 and "not a pruned model" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -1,7 +1,6 @@
 """`distlaw demo`: the whole study on a tiny sweep, end to end on CPU, and resumable."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest

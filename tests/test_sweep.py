@@ -24,10 +24,12 @@ class FakeTrainer:
 
     def __init__(self, fail: set[str] = frozenset()) -> None:
         self.calls: list[tuple[str, Path | None]] = []
+        self.inits: dict[str, Path | None] = {}
         self.fail = fail
 
-    def __call__(self, spec, run_dir, *, teacher_dir=None, teacher_cache=None, progress=True, checkpoint_every=None):
+    def __call__(self, spec, run_dir, *, teacher_dir=None, teacher_cache=None, init_dir=None, progress=True, checkpoint_every=None):
         self.calls.append((spec.name, teacher_dir))
+        self.inits[spec.name] = init_dir
         if spec.name in self.fail:
             raise RuntimeError(f"diverged\nlong traceback of {spec.name}")
         params = spec.shape.non_embedding_params

@@ -11,7 +11,8 @@ import pytest
 from distlaw.compute import ModelShape
 from distlaw.lab import teacher_cache, train
 from distlaw.lab.protocols import SweepConfig
-from distlaw.lab.sweep import CACHE_DIR, run_sweep
+from distlaw.lab.shared import CACHE_DIR
+from distlaw.lab.sweep import run_sweep
 from distlaw.store import RunStore, runs_table
 from test_sweep import FakeTrainer
 
@@ -54,7 +55,7 @@ def test_each_teacher_cache_is_built_once_after_its_teacher_and_read_by_its_stud
     monkeypatch.setattr(teacher_cache, "build_cache", builder)
     store = tmp_path / "RUNS.db"
     outcome = run_sweep(config(cache_k=64), store, progress=False)
-    assert not outcome.failed and len(outcome.caches) == len(builder.calls) == 2  # one per teacher
+    assert not outcome.failed and len(outcome.built) == len(builder.calls) == 2  # one per teacher
     with RunStore(store) as s:
         students = [r for r in s.records() if r.kind == "distilled"]
         longest = max(r.spec.steps for r in students) * 16 * 64
@@ -67,7 +68,7 @@ def test_each_teacher_cache_is_built_once_after_its_teacher_and_read_by_its_stud
             assert dict(trainer.calls)[record.name] is None  # no online teacher: the cache is read instead
     assert all((tmp_path / "RUNS.runs" / CACHE_DIR / name).is_dir() for name, _ in builder.calls)
     again = run_sweep(config(cache_k=64), store, progress=False)
-    assert again.caches == [] and len(builder.calls) == 2  # finished sweep: nothing rebuilt
+    assert again.built == [] and len(builder.calls) == 2  # finished sweep: nothing rebuilt
 
 
 def test_a_failed_cache_fails_its_students_only_and_is_retried(tmp_path, monkeypatch):
@@ -75,13 +76,13 @@ def test_a_failed_cache_fails_its_students_only_and_is_retried(tmp_path, monkeyp
     monkeypatch.setattr(teacher_cache, "build_cache", FakeCacheBuilder(fail=True))
     store = tmp_path / "RUNS.db"
     outcome = run_sweep(config(cache_k=64), store, progress=False)
-    assert len(outcome.failed) == 4 and not outcome.caches and not outcome.blocked
+    assert len(outcome.failed) == 4 and not outcome.built and not outcome.blocked
     with RunStore(store) as s:
         assert all(s.get(name).error.endswith("RuntimeError: disk full") for name in outcome.failed)
         assert s.counts()["done"] == 4  # teachers and baselines
     monkeypatch.setattr(teacher_cache, "build_cache", FakeCacheBuilder())
     retried = run_sweep(config(cache_k=64), store, retry_failed=True, progress=False)
-    assert sorted(retried.done) == sorted(outcome.failed) and len(retried.caches) == 2
+    assert sorted(retried.done) == sorted(outcome.failed) and len(retried.built) == 2
 
 
 @pytest.mark.slow
@@ -90,7 +91,7 @@ def test_cached_sweep_matches_online_sweep_and_pays_teacher_inference_once(tmp_p
     students' losses; the teacher-inference FLOPs are the cache builds', not every student's."""
     online = run_sweep(config(), tmp_path / "online.db", progress=False)
     cached = run_sweep(config(cache_k=256), tmp_path / "cached.db", progress=False)
-    assert not online.failed and not cached.failed and len(cached.caches) == 2
+    assert not online.failed and not cached.failed and len(cached.built) == 2
     with RunStore(tmp_path / "online.db") as s:
         online_table = runs_table(s).set_index("name").sort_index()
     with RunStore(tmp_path / "cached.db") as s:
@@ -125,7 +126,7 @@ def test_cli_plans_shows_and_reports_the_caches(cli, tmp_path, monkeypatch):
     assert planned["teacher caches"]["flops"] < planned["fixedm-fixedm student"]["flops"] + teachers["flops"]
     result = cli("sweep", "run", path, "--store", store, "--json")
     assert result.code == 0, result.stderr
-    assert len(result.json()["caches_built"]) == 2
+    assert len(result.json()["built"]) == 2
     status = cli("sweep", "status", path, "--store", store, "--json").json()
     assert sorted(c["teacher"] for c in status["teacher_caches"]) == sorted(r["name"] for r in status["runs"] if r["name"].startswith("sup-N") and r["params"] > 784)
     shown = cli("sweep", "status", path, "--store", store)

@@ -373,6 +373,7 @@ EXPORT_COLUMNS = (
     "name",
     "teacher",
     "protocols",
+    "pruned_to",
     "flops",
     "teacher_inference_flops",
     "wall_time_s",
@@ -385,7 +386,8 @@ def runs_table(store: RunStore, sweep: str | None = None) -> pd.DataFrame:
     ``params`` is non-embedding N, ``tokens`` the tokens actually trained on, ``loss`` the held-out
     cross-entropy. Distilled rows take N_T and D_T from the teacher's row when the teacher is a run
     in the store (an outside checkpoint leaves D_T empty) and L_T as measured on the student's
-    held-out tokens. Extra columns (name, teacher, protocols, FLOPs, wall time) pass through.
+    held-out tokens. Extra columns (name, teacher, protocols, the target size ``pruned_to`` of a
+    student started from a pruned teacher, FLOPs, wall time) pass through.
     """
     frame = store.frame(sweep)
     done = frame[frame["status"] == "done"].reset_index(drop=True)
@@ -399,6 +401,8 @@ def runs_table(store: RunStore, sweep: str | None = None) -> pd.DataFrame:
     done["teacher_loss"] = done["teacher_loss"].where(done["teacher_loss"].notna(), teacher_rows.map(by_name["loss"]))
     supervised = done["kind"] == "supervised"
     done.loc[supervised, ["teacher_params", "teacher_tokens", "teacher_loss"]] = float("nan")
+    specs = {record.name: record.spec for record in store.records(sweep, "done")}
+    done["pruned_to"] = [float(specs[n].init.target_params) if specs[n].init else float("nan") for n in done["name"]]
     members = store.memberships(sweep)
     done["protocols"] = [";".join(sorted({p for p, _ in members.get(n, [])})) for n in done["name"]]
     table = done[list(EXPORT_COLUMNS)]

@@ -34,6 +34,7 @@ CheckpointOption = Annotated[Optional[int], typer.Option("--checkpoint-every", h
 DeviceOption = Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: cuda when available).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 StoreOption = Annotated[Optional[Path], typer.Option("--store", help="Run store (SQLite) in which --teacher may name a finished run.")]
+InitOption = Annotated[Optional[Path], typer.Option("--init", help="Start from a pruned model (a `distlaw prune` directory) instead of random weights; its shape replaces --params.")]
 
 MIN_PARAMS, MAX_PARAMS = 1e2, 1e12
 
@@ -91,7 +92,7 @@ def _count(value: float, flag: str) -> int:
 def _run(kind: Literal["supervised", "distilled"], out: Path, shape_args: dict, data_args: dict, optim_args: dict,
          tokens: float, eval_tokens: int, checkpoint_every: int | None, device: str | None, quiet: bool,
          json_output: bool, teacher: str | None = None, teacher_cache: Path | None = None,
-         distill_args: dict | None = None, shard_teacher: bool = False) -> None:
+         distill_args: dict | None = None, shard_teacher: bool = False, init: Path | None = None) -> None:
     from distlaw.lab.config import DataConfig, DistillConfig, OptimConfig, RunSpec
     from distlaw.lab.data import prepare_data
     from distlaw.lab.train import default_cache, train_run
@@ -99,16 +100,25 @@ def _run(kind: Literal["supervised", "distilled"], out: Path, shape_args: dict, 
     try:
         data_cfg = DataConfig(**data_args)
         data = prepare_data(data_cfg, default_cache(out))
-        shape = _shape(**shape_args, vocab=data.vocab_size, n_ctx=data_cfg.seq_len)
+        if init is not None:
+            from distlaw.lab.pruning import pruned_init
+
+            if any(shape_args[k] is not None for k in ("params", "layers", "d_model")):
+                raise DistlawError("--init gives the model's shape: drop --params/--layers/--d-model")
+
+            prune, shape = pruned_init(init)
+            shape = shape.model_copy(update={"n_ctx": data_cfg.seq_len})
+        else:
+            prune, shape = None, _shape(**shape_args, vocab=data.vocab_size, n_ctx=data_cfg.seq_len)
         spec = RunSpec(
-            name=out.name, kind=kind, shape=shape, tokens=_count(tokens, "--tokens"), teacher=teacher,
+            name=out.name, kind=kind, shape=shape, tokens=_count(tokens, "--tokens"), teacher=teacher, init=prune,
             data=data_cfg, optim=OptimConfig(**optim_args), distill=DistillConfig(**(distill_args or {})),
             eval_tokens=eval_tokens,
         )
     except ValidationError as exc:
         raise _option_error(exc) from None
     teacher_dir = Path(teacher) if teacher is not None and teacher_cache is None else None
-    result = train_run(spec, out, teacher_dir=teacher_dir, teacher_cache=teacher_cache, progress=not quiet,
+    result = train_run(spec, out, teacher_dir=teacher_dir, teacher_cache=teacher_cache, init_dir=init, progress=not quiet,
                        checkpoint_every=checkpoint_every, device=device, shard_teacher=shard_teacher)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process reports
         return
@@ -137,6 +147,7 @@ def train(
     eval_tokens: EvalOption = 65536,
     checkpoint_every: CheckpointOption = None,
     device: DeviceOption = None,
+    init: InitOption = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -147,13 +158,15 @@ def train(
       distlaw train --params 3e4 --tokens 1e6 --out runs/s30k
 
       distlaw train --layers 4 --d-model 64 --tokens 4e6 --corpus my.jsonl --tokenizer bpe:4096 --out runs/t --json
+
+      distlaw train --init pruned/t200k-to-50k --tokens 1e6 --out runs/pruned-ce    (a pruned model, CE only)
     """
     _run(
         "supervised", out,
         dict(params=params, layers=layers, d_model=d_model, aspect_ratio=aspect_ratio, head_dim=head_dim),
         dict(corpus=corpus, tokenizer=tokenizer, seq_len=seq_len, cache_dir=str(cache_dir) if cache_dir else None),
         dict(lr=lr, batch_size=batch_size, seed=seed),
-        tokens, eval_tokens, checkpoint_every, device, quiet, json_output,
+        tokens, eval_tokens, checkpoint_every, device, quiet, json_output, init=init,
     )
 
 
@@ -185,6 +198,7 @@ def distill(
     eval_tokens: EvalOption = 65536,
     checkpoint_every: CheckpointOption = None,
     device: DeviceOption = None,
+    init: InitOption = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -195,6 +209,8 @@ def distill(
       distlaw distill --params 5e3 --tokens 1e6 --teacher runs/t200k --out runs/s5k
 
       distlaw distill --params 5e3 --tokens 1e6 --teacher-cache caches/t200k-k64 --seed 1 --out runs/s5k-1 --json
+
+      distlaw distill --init pruned/t200k-to-50k --teacher runs/t200k --tokens 1e6 --out runs/s50k-pruned    (Zhang et al.)
     """
     if (teacher is None) == (teacher_cache is None):
         raise DistlawError("give exactly one of --teacher PATH and --teacher-cache DIR")
@@ -215,7 +231,7 @@ def distill(
         teacher=teacher_name, teacher_cache=teacher_cache,
         distill_args=dict(weight=weight, temperature=1.0 if temperature is None else temperature, z_loss=z_loss,
                           divergence=divergence, top_k=top_k, top_p=top_p, cache_k=cache_k),
-        shard_teacher=fsdp_teacher,
+        shard_teacher=fsdp_teacher, init=init,
     )
 
 

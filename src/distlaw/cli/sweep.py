@@ -12,7 +12,8 @@ from rich.table import Table
 from distlaw.cli.common import console, fmt, print_json, print_table
 from distlaw.io import write_table
 from distlaw.lab.protocols import load_config
-from distlaw.lab.sweep import CACHE_JOB_PREFIX, plan_sweep, plan_totals, run_sweep, sweep_workers
+from distlaw.lab.shared import is_shared_job
+from distlaw.lab.sweep import plan_sweep, plan_totals, run_sweep, sweep_workers
 from distlaw.store import STATUSES, RunStore, runs_table
 
 ConfigArgument = Annotated[Path, typer.Argument(help="Sweep config (TOML), e.g. configs/micro.toml.", show_default=False)]
@@ -137,9 +138,9 @@ def run(
 
         def report(name: str, status: str) -> None:
             nonlocal finished
-            if name.startswith(CACHE_JOB_PREFIX):
+            if is_shared_job(name):
                 if not json_output:
-                    console.print(f"{'built' if status == 'done' else 'failed to build'} teacher {name}", highlight=False, markup=False)
+                    console.print(f"{'built' if status == 'done' else 'failed to build'} {name}", highlight=False, markup=False)
                 return
             finished += status == "done"
             bar.update(task, completed=finished)
@@ -154,7 +155,7 @@ def run(
         counts = s.counts(cfg.name)
         rows = _record_rows(s, cfg.name)
     summary = {"sweep": cfg.name, "trained": outcome.done, "failed": outcome.failed, "skipped": len(outcome.skipped),
-               "blocked": outcome.blocked, "caches_built": outcome.caches, "counts": counts}
+               "blocked": outcome.blocked, "built": outcome.built, "counts": counts}
     if json_output:
         print_json(summary)
     else:
@@ -225,7 +226,8 @@ def export(
 
     Columns: kind, params (non-embedding), tokens (trained), loss (held-out cross-entropy, nats/token),
     and for distilled rows teacher_params, teacher_tokens, teacher_loss; then name, teacher,
-    protocols, flops, teacher_inference_flops, wall_time_s. Unfinished runs are left out. The file is
+    protocols, pruned_to (the target size of a student started from a pruned teacher), flops,
+    teacher_inference_flops, wall_time_s. Unfinished runs are left out. The file is
     written atomically and validated first.
 
     Example:

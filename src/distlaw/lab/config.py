@@ -57,8 +57,20 @@ class DistillConfig(BaseModel):
     cache_k: int | None = Field(default=None, ge=1)
 
 
+class PruneInit(BaseModel):
+    """Start from a structured pruning of ``source`` instead of random weights (Zhang et al. 2023, arXiv
+    2311.07052): unit importance on the first ``calibration_tokens`` training tokens, pruned to ``target_params``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str  # a finished run's name or a local checkpoint directory
+    target_params: int = Field(ge=1)  # non-embedding parameters asked of the pruning
+    calibration_tokens: int = Field(default=65536, ge=1)
+
+
 class RunSpec(BaseModel):
-    """One run. ``kind="distilled"`` needs ``teacher``: a finished run's name or a local HF checkpoint dir."""
+    """One run. ``kind="distilled"`` needs ``teacher``: a finished run's name or a local HF checkpoint dir;
+    ``init`` starts it from a pruned model instead of random weights."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -71,6 +83,7 @@ class RunSpec(BaseModel):
     optim: OptimConfig = OptimConfig()
     distill: DistillConfig = DistillConfig()
     eval_tokens: int = Field(default=65536, ge=1)
+    init: PruneInit | None = None  # None: random initialisation from (shape, optim.seed)
 
     @property
     def steps(self) -> int:

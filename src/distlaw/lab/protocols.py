@@ -6,6 +6,9 @@
     students (M_S ~ 20), Fig. 3.
 (3) ``fixedm-fixedm``: fixed-M teachers x fixed-M students with M_S in {20, 40, 80, 160, 320}, Fig. 4.
 
+and the law of capacity gap's (Zhang et al. 2023, arXiv 2311.07052): ``prune-distill``, fixed-M teachers
+each structurally pruned to every student size, then distilled into it.
+
 Every protocol can add supervised baselines (the student's shape and tokens, no teacher): the
 supervised law's Ltilde_S. A sweep config is TOML, validated here; ``expand`` turns it into RunSpecs
 with stable names, teachers first, shared runs planned once.
@@ -21,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from distlaw.compute import ModelShape
 from distlaw.errors import DistlawError
-from distlaw.lab.config import DataConfig, DistillConfig, OptimConfig, RunSpec
+from distlaw.lab.config import DataConfig, DistillConfig, OptimConfig, PruneInit, RunSpec
 from distlaw.store import PlannedRun
 
 PAPER_STUDENT_RATIOS = (20.0, 40.0, 80.0, 160.0, 320.0)
@@ -90,8 +93,21 @@ class FixedMFixedM(_Protocol):
     student_ratios: list[Annotated[float, Field(gt=0)]] = Field(default=list(PAPER_STUDENT_RATIOS), min_length=1)
 
 
-Protocol = Annotated[Union[FixedMIsoFLOP, IsoFLOPFixedM, FixedMFixedM], Field(discriminator="type")]
-PROTOCOL_TYPES = ("fixedm-isoflop", "isoflop-fixedm", "fixedm-fixedm")
+class PruneDistill(_Protocol):
+    """Capacity-gap protocol (Zhang et al. 2023, arXiv 2311.07052): fixed-M teachers, each pruned to every
+    smaller student size and the pruned student distilled from its own teacher on D_S = M_S x (student
+    size) tokens, the same for every teacher, so each student size has one loss per teacher size."""
+
+    type: Literal["prune-distill"]
+    teachers: list[Size] = Field(min_length=1)
+    teacher_ratio: float = Field(default=20.0, gt=0)
+    students: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)  # target non-embedding parameters
+    student_ratio: float = Field(default=20.0, gt=0)
+    calibration_tokens: int = Field(default=65536, ge=1)  # importance of heads, neurons and hidden units
+
+
+Protocol = Annotated[Union[FixedMIsoFLOP, IsoFLOPFixedM, FixedMFixedM, PruneDistill], Field(discriminator="type")]
+PROTOCOL_TYPES = ("fixedm-isoflop", "isoflop-fixedm", "fixedm-fixedm", "prune-distill")
 
 
 class SweepConfig(BaseModel):
@@ -185,11 +201,11 @@ class _Builder:
                 f"sweep '{self.config.name}': size {params:g} is out of range (above [model] max_params = {self.config.model.max_params:g})"
             )
 
-    def tokens(self, shape: ModelShape, tokens: float, what: str) -> int:
+    def tokens(self, params: int, tokens: float, what: str) -> int:
         count = round(tokens)
         if count < self.min_tokens:
             raise DistlawError(
-                f"sweep '{self.config.name}': {what} gives {count} tokens for a {shape.non_embedding_params}-parameter "
+                f"sweep '{self.config.name}': {what} gives {count} tokens for a {params}-parameter "
                 f"model, less than one batch ({self.min_tokens} tokens)"
             )
         return count
@@ -197,21 +213,21 @@ class _Builder:
     def supervised(self, shape: ModelShape, tokens: int) -> RunSpec:
         return self._spec(f"sup-N{shape.non_embedding_params}-D{tokens}", "supervised", shape, tokens, None)
 
-    def distilled(self, shape: ModelShape, tokens: int, teacher: RunSpec) -> RunSpec:
-        name = f"kd-N{shape.non_embedding_params}-D{tokens}-from-{teacher.name.removeprefix('sup-')}"
-        return self._spec(name, "distilled", shape, tokens, teacher.name)
+    def distilled(self, shape: ModelShape, tokens: int, teacher: RunSpec, init: PruneInit | None = None) -> RunSpec:
+        name = f"kd-N{shape.non_embedding_params}-D{tokens}-from-{teacher.name.removeprefix('sup-')}" + ("-pruned" if init else "")
+        return self._spec(name, "distilled", shape, tokens, teacher.name, init)
 
-    def _spec(self, name: str, kind: str, shape: ModelShape, tokens: int, teacher: str | None) -> RunSpec:
+    def _spec(self, name: str, kind: str, shape: ModelShape, tokens: int, teacher: str | None, init: PruneInit | None = None) -> RunSpec:
         c = self.config
         return RunSpec(
-            name=name, kind=kind, shape=shape, tokens=tokens, teacher=teacher,
+            name=name, kind=kind, shape=shape, tokens=tokens, teacher=teacher, init=init,
             data=c.data, optim=c.optim, distill=c.distill, eval_tokens=c.eval_tokens,
         )  # fmt: skip
 
     def fixed_m(self, sizes: list[Size], ratio: float, what: str) -> list[RunSpec]:
         """Supervised runs at D = M N."""
         shapes = [self.shape(size) for size in sizes]
-        return [self.supervised(s, self.tokens(s, ratio * s.non_embedding_params, what)) for s in shapes]
+        return [self.supervised(s, self.tokens(s.non_embedding_params, ratio * s.non_embedding_params, what)) for s in shapes]
 
     def isoflop(self, sizes: list[Size], budget: float, ratio_range: tuple[float, float], what: str) -> list[tuple[ModelShape, int]]:
         """(shape, D) with 6 N D = budget for each size whose M = D/N lies in ``ratio_range``."""
@@ -221,7 +237,7 @@ class _Builder:
             shape = self.shape(size)
             n = shape.non_embedding_params
             if low <= budget / (6 * n) / n <= high:
-                points.append((shape, self.tokens(shape, budget / (6 * n), what)))
+                points.append((shape, self.tokens(n, budget / (6 * n), what)))
         if not points:
             raise DistlawError(
                 f"sweep '{self.config.name}': {what}: no size has tokens/parameter within {low:g}-{high:g}; "
@@ -230,9 +246,33 @@ class _Builder:
         return points
 
 
-def _protocol_runs(builder: _Builder, index: int, protocol: FixedMIsoFLOP | IsoFLOPFixedM | FixedMFixedM) -> list[PlannedRun]:
+def _pruned_runs(builder: _Builder, protocol: PruneDistill, what: str) -> list[PlannedRun]:
+    """Teachers, every teacher pruned to and distilled into each smaller student size, and a supervised
+    baseline from scratch for each student size (in the shape pruned from the smallest teacher)."""
+    from distlaw.lab.pruning import pruned_shape
+
+    teachers = builder.fixed_m(protocol.teachers, protocol.teacher_ratio, what)
+    runs = [PlannedRun(t, protocol.type, "teacher") for t in teachers]
+    for size in protocol.students:
+        tokens = builder.tokens(round(size), protocol.student_ratio * size, what)
+        students = []
+        for teacher in (t for t in teachers if size < t.shape.non_embedding_params):
+            init = PruneInit(source=teacher.name, target_params=round(size), calibration_tokens=protocol.calibration_tokens)
+            shape = pruned_shape(teacher.shape, target_params=init.target_params)
+            students.append(PlannedRun(builder.distilled(shape, tokens, teacher, init), protocol.type, "student"))
+        if students and protocol.baselines:  # from scratch, in the shape pruned from the smallest teacher
+            students.append(PlannedRun(builder.supervised(students[0].spec.shape, tokens), protocol.type, "baseline"))
+        runs += students
+    if len(runs) == len(teachers):
+        raise DistlawError(f"sweep '{builder.config.name}': {what}: no student size is smaller than a teacher")
+    return runs
+
+
+def _protocol_runs(builder: _Builder, index: int, protocol: FixedMIsoFLOP | IsoFLOPFixedM | FixedMFixedM | PruneDistill) -> list[PlannedRun]:
     """The runs of one protocol: teachers, then every teacher x student pair, then supervised baselines."""
     what = f"protocol {index + 1} ({protocol.type})"
+    if isinstance(protocol, PruneDistill):
+        return _pruned_runs(builder, protocol, what)
     students: list[tuple[ModelShape, int]]
     if isinstance(protocol, IsoFLOPFixedM):
         teachers = [

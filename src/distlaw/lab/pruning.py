@@ -36,7 +36,7 @@ from transformers import LlamaForCausalLM
 from distlaw.compute import ModelShape
 from distlaw.errors import DistlawError
 from distlaw.io import atomic_directory
-from distlaw.lab.config import DataConfig
+from distlaw.lab.config import DataConfig, PruneInit
 from distlaw.lab.data import prepare_data, window_ids
 from distlaw.lab.model import check_vocabulary, count_params, llama_config, load_model, shape_of
 from distlaw.lab.runtime import autocast, cpu_threads, progress_bar
@@ -234,6 +234,19 @@ def _sliced_weights(model: LlamaForCausalLM, heads: torch.Tensor, neurons: torch
         for name in ("input_layernorm", "post_attention_layernorm"):
             out[f"{pre}{name}.weight"] = sd[f"{pre}{name}.weight"][hidden] * gain
     return out
+
+
+def pruned_init(directory: Path) -> tuple[PruneInit, ModelShape]:
+    """What a run starting from the pruned checkpoint ``directory`` records: how it was pruned, and its shape."""
+    file = Path(directory) / RECORD
+    try:
+        record = json.loads(file.read_text())
+        init = PruneInit(source=record["teacher"], target_params=record["params"], calibration_tokens=record["calibration_tokens"])
+        return init, ModelShape.model_validate(record["shape"])
+    except FileNotFoundError:
+        raise DistlawError(f"{directory}: not a pruned model (no {RECORD}; make one with `distlaw prune`)") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise DistlawError(f"{file}: corrupted pruning record ({type(exc).__name__}: {exc})") from None
 
 
 def prune_checkpoint(

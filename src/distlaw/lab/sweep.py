@@ -9,11 +9,8 @@ resumes an interrupted one from its last checkpoint in ``RUNS.runs/<name>``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import multiprocessing
 import os
-import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -22,14 +19,9 @@ from pathlib import Path
 
 from distlaw.errors import DistlawError
 from distlaw.lab import corpus
-from distlaw.lab.config import DataConfig, RunSpec
 from distlaw.lab.protocols import SweepConfig, expand, train_flops
+from distlaw.lab.shared import cache_plans, execute_cache, execute_prune, is_shared_job, prune_plans, teacher_dir
 from distlaw.store import PlannedRun, RunRecord, RunStore
-
-CACHE_DIR = "teacher-caches"  # inside RUNS.runs/
-CACHE_JOB_PREFIX = "cache:"
-
-
 @dataclass(frozen=True)
 class PlanSummary:
     """What ``plan_sweep`` put in the store."""
@@ -53,9 +45,9 @@ def plan_sweep(config: SweepConfig, store_path: str | os.PathLike[str]) -> PlanS
     corpus.corpus_files(config.data.corpus)
     names = {run.spec.name for run in runs}
     for run in runs:
-        teacher = run.spec.teacher
-        if teacher is not None and teacher not in names and not Path(teacher).is_dir():
-            raise DistlawError(f"run '{run.spec.name}': teacher '{teacher}' is neither a run of the sweep nor a directory")
+        sources = [run.spec.teacher, run.spec.init.source if run.spec.init else None]
+        for source in (s for s in sources if s is not None and s not in names and not Path(s).is_dir()):
+            raise DistlawError(f"run '{run.spec.name}': teacher '{source}' is neither a run of the sweep nor a directory")
     with RunStore(store_path) as store:
         new = store.add_plan(config.name, runs)
     return PlanSummary(runs, new)
@@ -63,7 +55,7 @@ def plan_sweep(config: SweepConfig, store_path: str | os.PathLike[str]) -> PlanS
 
 def plan_totals(runs: list[PlannedRun]) -> dict[str, dict[str, float]]:
     """Per protocol and role: number of runs, tokens and 6ND training FLOPs; then the teacher caches
-    to build, with their 2 N_T D inference FLOPs (for ``sweep plan``)."""
+    to build (2 N_T D inference FLOPs) and the pruned students (6 N_T D calibration FLOPs), for ``sweep plan``."""
     totals: dict[str, dict[str, float]] = {}
     for run in runs:
         row = totals.setdefault(f"{run.protocol} {run.role}", {"runs": 0, "tokens": 0, "flops": 0.0})
@@ -76,98 +68,20 @@ def plan_totals(runs: list[PlannedRun]) -> dict[str, dict[str, float]]:
         totals["teacher caches"] = {
             "runs": len(caches),
             "tokens": sum(plan.tokens for plan in caches),
-            "flops": sum(2.0 * specs[p.teacher].shape.non_embedding_params * p.tokens for p in caches if p.teacher in specs),
+            "flops": sum(2.0 * specs[p.source].shape.non_embedding_params * p.tokens for p in caches if p.source in specs),
+        }
+    pruned = {plan.directory: plan for plan in prune_plans(Path("."), list(specs.values())).values()}.values()
+    if pruned:  # importance: one forward and backward pass over the calibration tokens
+        totals["pruned students"] = {
+            "runs": len(pruned),
+            "tokens": sum(plan.calibration_tokens for plan in pruned),
+            "flops": sum(6.0 * specs[p.source].shape.non_embedding_params * p.calibration_tokens for p in pruned if p.source in specs),
         }
     return totals
 
 
-def teacher_dir(store: RunStore, teacher: str, run: str) -> Path:
-    """Where run ``run``'s teacher checkpoint is: the teacher run's directory, or a local HF dir."""
-    record = store.get(teacher)
-    if record is not None:
-        if record.status != "done":
-            raise DistlawError(f"run '{run}': teacher '{teacher}' is {record.status}, not done")
-        return store.run_dir(teacher)
-    path = Path(teacher)
-    if not path.is_dir():
-        raise DistlawError(f"run '{run}': teacher '{teacher}' is neither a stored run nor a directory")
-    return path
-
-
-@dataclass(frozen=True)
-class CachePlan:
-    """A teacher cache (top-k log-probabilities plus rest mass) that a sweep builds once, after the
-    teacher, for every student of that teacher with ``distill.cache_k`` set: the paper's teacher
-    inference paid once (Busbridge et al. 2025, Sec. 5). It covers the longest of those students."""
-
-    teacher: str  # a run of the store, or a checkpoint directory
-    directory: Path
-    data: DataConfig
-    order_seed: int
-    k: int
-    temperature: float
-    batch_size: int
-    tokens: int
-    students: tuple[str, ...]
-
-    @property
-    def job(self) -> str:
-        return CACHE_JOB_PREFIX + self.directory.name
-
-
-def cache_plans(runs_dir: Path, specs: list[RunSpec]) -> dict[str, CachePlan]:
-    """Student run name -> the cache it reads, for distilled runs with ``distill.cache_k`` set. Students
-    that read the same teacher the same way (data, order, k, tau, batch) share one cache, kept in
-    ``runs_dir/teacher-caches``."""
-    groups: dict[str, list[RunSpec]] = {}
-    for spec in specs:
-        if spec.teacher is None or spec.distill.cache_k is None:
-            continue
-        order_seed = spec.optim.seed if spec.data.order_seed is None else spec.data.order_seed
-        signature = [spec.teacher, spec.data.model_dump(), order_seed, spec.distill.cache_k, spec.distill.temperature, spec.optim.batch_size]
-        groups.setdefault(json.dumps(signature, sort_keys=True), []).append(spec)
-    plans: dict[str, CachePlan] = {}
-    for signature, students in groups.items():
-        teacher, data, order_seed, k, temperature, batch_size = json.loads(signature)
-        tokens = max(s.steps for s in students) * batch_size * data["seq_len"]
-        digest = hashlib.sha256(signature.encode()).hexdigest()[:8]
-        plan = CachePlan(
-            teacher=teacher, directory=runs_dir / CACHE_DIR / f"{Path(teacher).name}-k{k}-D{tokens}-{digest}",
-            data=students[0].data, order_seed=order_seed, k=k, temperature=temperature, batch_size=batch_size,
-            tokens=tokens, students=tuple(s.name for s in students),
-        )  # fmt: skip
-        plans.update(dict.fromkeys(plan.students, plan))
-    return plans
-
-
-def execute_cache(store_path: Path, plan: CachePlan, progress: bool) -> str:
-    """Build a sweep's teacher cache unless it exists (another process may build it at the same time:
-    both write the same thing and one rename wins). A failure fails the students that needed it."""
-    from distlaw.lab.teacher_cache import MANIFEST, build_cache
-    from distlaw.lab.train import default_cache
-
-    with RunStore(store_path, create=False) as store:
-        if (plan.directory / MANIFEST).is_file():
-            return "done"
-        start = time.perf_counter()
-        try:
-            manifest = build_cache(
-                teacher_dir(store, plan.teacher, plan.students[0]), plan.directory, plan.data, default_cache(plan.directory.parent),
-                tokens=plan.tokens, k=plan.k, temperature=plan.temperature, order_seed=plan.order_seed,
-                batch_size=plan.batch_size, progress=progress,
-            )  # fmt: skip
-        except Exception as exc:
-            if (plan.directory / MANIFEST).is_file():  # lost the race to a parallel build
-                return "done"
-            for student in plan.students:
-                store.fail(student, f"teacher cache {plan.directory.name}: {type(exc).__name__}: {exc}")
-            return "failed"
-        store.add_cache(plan.directory, plan.teacher, manifest, time.perf_counter() - start)
-    return "done"
-
-
-def execute_run(store_path: Path, name: str, cache: Path | None, checkpoint_every: int | None, progress: bool,
-                retry_failed: bool = False) -> str:
+def execute_run(store_path: Path, name: str, cache: Path | None, init: Path | None, checkpoint_every: int | None,
+                progress: bool, retry_failed: bool = False) -> str:
     """Claim one run, train it (resuming from its checkpoint), record the result; returns its status
     (``done``, ``failed``, or ``busy`` when another live process holds it)."""
     from distlaw.lab.train import train_run
@@ -184,6 +98,7 @@ def execute_run(store_path: Path, name: str, cache: Path | None, checkpoint_ever
                 store.run_dir(name),
                 teacher_dir=teacher_dir(store, record.teacher, name) if record.teacher is not None and cache is None else None,
                 teacher_cache=cache,
+                init_dir=init,
                 progress=progress,
                 checkpoint_every=checkpoint_every,
             )
@@ -202,7 +117,7 @@ class SweepOutcome:
     failed: list[str] = field(default_factory=list)  # failed now, or earlier and not retried
     skipped: list[str] = field(default_factory=list)  # finished before this call
     blocked: list[str] = field(default_factory=list)  # teacher not done, or held by another process
-    caches: list[str] = field(default_factory=list)  # teacher caches built (``cache:<directory>``)
+    built: list[str] = field(default_factory=list)  # shared builds made now (``cache:<dir>``, ``prune:<dir>``)
 
 
 def sweep_workers(config: SweepConfig, workers: int | None = None) -> int:
@@ -214,28 +129,32 @@ def sweep_workers(config: SweepConfig, workers: int | None = None) -> int:
 
 @dataclass(frozen=True)
 class _Job:
-    """One unit of sweep work: training a run, or building a teacher cache; ``needs`` must be done first."""
+    """One unit of sweep work: training a run, or a shared build (``distlaw.lab.shared``); ``needs`` first."""
 
     name: str
-    needs: str | None
+    needs: tuple[str, ...]  # jobs or runs; a name that is neither (a teacher directory) is always ready
     work: Callable[[bool], str]  # progress -> final status; a partial of a module-level function, so picklable
     priority: tuple[bool, float]  # sorts jobs that unblock others first, then the longest
 
 
 def _jobs(config: SweepConfig, store_path: Path, records: list[RunRecord], retried: tuple[str, ...], retry_failed: bool) -> list[_Job]:
-    """The sweep's pending runs and the teacher caches they read, teachers and caches first."""
+    """The sweep's pending runs and the shared builds they need, those that unblock others first."""
+    specs = [r.spec for r in records]
     with RunStore(store_path) as store:
-        plans = cache_plans(store.runs_dir, [r.spec for r in records])
-    pending = [r for r in records if r.status in retried]
-    blockers = {r.teacher for r in records} | {plan.job for plan in plans.values()}
+        caches, pruned = cache_plans(store.runs_dir, specs), prune_plans(store.runs_dir, specs)
+    blockers = {r.teacher for r in records} | {r.init.source for r in specs if r.init is not None}
     jobs: dict[str, _Job] = {}
-    for record in pending:
-        plan = plans.get(record.name)
-        if plan is not None and plan.job not in jobs:
-            jobs[plan.job] = _Job(plan.job, plan.teacher, partial(execute_cache, store_path, plan), (False, 0.0))
-        work = partial(execute_run, store_path, record.name, plan.directory if plan else None, config.checkpoint_every, retry_failed=retry_failed)
-        needs = plan.job if plan is not None else record.teacher
-        jobs[record.name] = _Job(record.name, needs, work, (record.name not in blockers, -train_flops(record.spec)))
+    for record in (r for r in records if r.status in retried):
+        cache, prune = caches.get(record.name), pruned.get(record.name)
+        if cache is not None:
+            jobs.setdefault(cache.job, _Job(cache.job, (cache.source,), partial(execute_cache, store_path, cache), (False, 0.0)))
+        if prune is not None:
+            jobs.setdefault(prune.job, _Job(prune.job, (prune.source,), partial(execute_prune, store_path, prune), (False, 0.0)))
+        needs = (cache.job if cache else record.teacher, prune.job if prune else None)
+        work = partial(execute_run, store_path, record.name, cache.directory if cache else None, prune.directory if prune else None,
+                       config.checkpoint_every, retry_failed=retry_failed)
+        priority = (record.name not in blockers, -train_flops(record.spec))
+        jobs[record.name] = _Job(record.name, tuple(n for n in needs if n is not None), work, priority)
     return sorted(jobs.values(), key=lambda job: job.priority)
 
 
@@ -251,9 +170,9 @@ def run_sweep(
 
     ``sweep_workers`` processes train at once; ``train_run`` sets each one's torch
     threads (``$DISTLAW_THREADS``, default 1, part of a CPU run's determinism). With one worker,
-    runs train in this process with their own progress bars. Students with ``distill.cache_k`` read
-    a teacher cache that is built once, after their teacher (``cache_plans``). ``on_finish(name,
-    status)`` is called as each run or cache (``cache:<directory>``) ends (the CLI's sweep progress).
+    runs train in this process with their own progress bars. Teacher caches and pruned students that
+    runs share are built once, after their source model (``distlaw.lab.shared``). ``on_finish(name,
+    status)`` is called as each run or shared build (``cache:...``, ``prune:...``) ends (the CLI's progress).
     """
     workers = sweep_workers(config, workers)
     store_path = Path(store_path)
@@ -268,14 +187,14 @@ def run_sweep(
     status = {r.name: r.status for r in records}
     pending = _jobs(config, store_path, records, retried, retry_failed)
 
-    def ready(job: _Job) -> bool:  # an outside teacher directory is not a job: always ready
-        return job.needs is None or status.get(job.needs, "done") == "done"
+    def ready(job: _Job) -> bool:
+        return all(status.get(need, "done") == "done" for need in job.needs)
 
     def settle(name: str, result: str) -> None:
         status[name] = result
-        if name.startswith(CACHE_JOB_PREFIX):
+        if is_shared_job(name):
             if result == "done":
-                outcome.caches.append(name)
+                outcome.built.append(name)
         else:
             {"done": outcome.done, "failed": outcome.failed}.get(result, outcome.blocked).append(name)
         if on_finish is not None:
@@ -305,11 +224,11 @@ def run_sweep(
 
 
 def _settle_unreached(pending: list[_Job], store_path: Path, settle: Callable[[str, str], None]) -> None:
-    """Jobs never started because what they need failed: students of a failed cache are already
-    recorded failed (by ``execute_cache``), everything else is blocked."""
+    """Jobs never started because what they need failed: runs of a failed shared build are already
+    recorded failed (``distlaw.lab.shared``), everything else is blocked."""
     with RunStore(store_path, create=False) as store:
         for job in pending:
-            if job.name.startswith(CACHE_JOB_PREFIX):
+            if is_shared_job(job.name):
                 continue
             record = store.get(job.name)
             settle(job.name, "failed" if record is not None and record.status == "failed" else "blocked")

@@ -7,6 +7,9 @@ finished run) and, while training, ``resume.pt`` every ``checkpoint_every`` step
 function of (seed, step) and the resume state holds model, optimiser, step and RNG states, so a killed run
 resumed from its checkpoint ends with the loss of an uninterrupted one.
 
+A run starts from random weights, a pure function of (shape, seed), or, with ``spec.init``, from a
+teacher pruned to its size (``distlaw.lab.pruning``, Zhang et al. 2023), read from ``init_dir``.
+
 Compute (Eq. 9): the student costs 3 F(N_S) D_S; an online teacher adds F(N_T) D_S; a teacher cache adds
 nothing here, its F(N_T) D_S was paid once when it was built (recorded in the cache's manifest).
 """
@@ -130,6 +133,18 @@ class TeacherSource:
         return evaluate(self.model, windows, ctx)
 
 
+def initial_model(spec: RunSpec, init_dir: Path | None) -> nn.Module:
+    """Random weights, a pure function of (shape, seed); or, for a spec with ``init``, the pruned
+    checkpoint in ``init_dir``, whose shape must be the spec's."""
+    if init_dir is None:
+        return build_model(spec.shape, spec.optim.seed)
+    model = load_model(init_dir)
+    shape = shape_of(model).model_copy(update={"n_ctx": spec.shape.n_ctx})
+    if shape != spec.shape:
+        raise DistlawError(f"{init_dir}: holds a {shape.non_embedding_params}-parameter model, not the shape of run {spec.name} ({spec.shape.non_embedding_params})")
+    return model.train()
+
+
 def load_batch(data: TokenData, rows: slice, seq_len: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and next-token labels of global samples ``rows`` of the data order ``seed``."""
     batch = data.train_windows(window_ids(rows.start, rows.stop, data.n_windows(seq_len), seed), seq_len).to(device)
@@ -189,6 +204,7 @@ def train_run(
     *,
     teacher_dir: Path | None = None,
     teacher_cache: Path | None = None,
+    init_dir: Path | None = None,
     progress: bool = True,
     checkpoint_every: int | None = None,
     device: str | None = None,
@@ -202,16 +218,19 @@ def train_run(
     start_time = time.perf_counter()
     ctx = distributed.setup(device)
     with cpu_threads(ctx.device):
-        return _train(spec, run_dir, ctx, start_time, teacher_dir, teacher_cache, progress, checkpoint_every, shard_teacher)
+        return _train(spec, run_dir, ctx, start_time, teacher_dir, teacher_cache, init_dir, progress, checkpoint_every, shard_teacher)
 
 
 def _train(spec: RunSpec, run_dir: Path, ctx: distributed.Context, start_time: float, teacher_dir: Path | None,
-           teacher_cache: Path | None, progress: bool, checkpoint_every: int | None, shard_teacher: bool) -> RunResult:
+           teacher_cache: Path | None, init_dir: Path | None, progress: bool, checkpoint_every: int | None,
+           shard_teacher: bool) -> RunResult:
     seq_len, batch_size = spec.data.seq_len, spec.optim.batch_size
     if batch_size % ctx.world:
         raise DistlawError(f"batch size {batch_size} does not split over {ctx.world} processes")
     if spec.shape.n_ctx < seq_len:
         raise DistlawError(f"run {spec.name}: model context {spec.shape.n_ctx} is shorter than seq_len {seq_len}")
+    if (spec.init is None) != (init_dir is None):
+        raise DistlawError(f"run {spec.name}: starting weights are read from a directory exactly when the spec has an init")
     data = prepare_data(spec.data, default_cache(run_dir))
     if spec.shape.vocab_size != data.vocab_size:
         raise DistlawError(f"run {spec.name}: model vocabulary {spec.shape.vocab_size} differs from the tokenizer's {data.vocab_size}")
@@ -221,7 +240,7 @@ def _train(spec: RunSpec, run_dir: Path, ctx: distributed.Context, start_time: f
     val = data.val_windows(seq_len, spec.eval_tokens)
 
     check_memory(spec.shape.non_embedding_params + spec.shape.embedding_params, ctx.device, f"run {spec.name}")
-    model = build_model(spec.shape, spec.optim.seed).to(ctx.device)
+    model = initial_model(spec, init_dir).to(ctx.device)
     optimizer = make_optimizer(model, spec.optim)
     step, elapsed = 0, 0.0
     if ctx.main:

@@ -1,0 +1,96 @@
+"""The capacity-gap protocol (prune-distill): teachers pruned to each student size, then distilled; runs
+started from a pruned model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from distlaw.errors import DistlawError
+from distlaw.lab.config import PruneInit
+from distlaw.lab.model import build_model, load_model, shape_of
+from distlaw.lab.protocols import SweepConfig, expand
+from distlaw.lab.pruning import pruned_shape
+from distlaw.lab.shared import PRUNED_DIR
+from distlaw.lab.sweep import plan_totals, run_sweep
+from distlaw.lab.tokenizer import byte_tokenizer, save_tokenizer
+from distlaw.lab.train import train_run
+from distlaw.store import RunStore, runs_table
+
+SWEEP = {
+    "name": "gap",
+    "workers": 1,
+    "checkpoint_every": 1000,
+    "eval_tokens": 8192,
+    "data": {"seq_len": 64},
+    "optim": {"batch_size": 16},
+    "model": {"aspect_ratio": 8, "head_dim": 8},
+}
+
+
+def config(**protocol) -> SweepConfig:
+    return SweepConfig.model_validate({**SWEEP, "protocol": [{"type": "prune-distill", **protocol}]})
+
+
+def test_every_teacher_is_pruned_to_each_smaller_student_size_on_equal_tokens():
+    cfg = config(teachers=[6256, 20904], teacher_ratio=10, students=[1500, 8000], student_ratio=40, calibration_tokens=4096)
+    runs = expand(cfg)
+    teachers = {r.spec.name: r.spec for r in runs if r.role == "teacher"}
+    students = [r.spec for r in runs if r.role == "student"]
+    assert len(teachers) == 2 and len(students) == 3  # 8000 is larger than the 6256 teacher: not pruned from it
+    for spec in students:
+        teacher = teachers[spec.teacher]
+        assert spec.init == PruneInit(source=teacher.name, target_params=spec.init.target_params, calibration_tokens=4096)
+        assert spec.shape == pruned_shape(teacher.shape, target_params=spec.init.target_params)
+        assert spec.tokens == 40 * spec.init.target_params  # D_S from the target size: equal for every teacher
+        assert abs(math.log(spec.shape.non_embedding_params / spec.init.target_params)) < 0.15
+    baselines = sorted((r.spec for r in runs if r.role == "baseline"), key=lambda b: b.tokens)
+    assert [b.tokens for b in baselines] == [60000, 320000] and all(b.init is None for b in baselines)
+    small, large = sorted(teachers.values(), key=lambda t: t.shape.non_embedding_params)
+    assert baselines[0].shape == pruned_shape(small.shape, target_params=1500)  # pruned from the smallest eligible teacher
+    assert baselines[1].shape == pruned_shape(large.shape, target_params=8000)
+    totals = plan_totals(runs)
+    assert totals["pruned students"]["runs"] == 3 and totals["pruned students"]["tokens"] == 3 * 4096
+
+
+def test_a_student_larger_than_every_teacher_is_an_error():
+    with pytest.raises(DistlawError, match="no student size is smaller than a teacher"):
+        expand(config(teachers=[6256], students=[7000]))
+
+
+def test_a_run_with_init_needs_its_pruned_model_of_the_right_shape(tmp_path):
+    cfg = config(teachers=[6256], teacher_ratio=10, students=[1500], student_ratio=40)
+    spec = next(r.spec for r in expand(cfg) if r.role == "student")
+    with pytest.raises(DistlawError, match="exactly when the spec has an init"):
+        train_run(spec, tmp_path / "a", teacher_dir=tmp_path, progress=False)
+    other = build_model(spec.shape.model_copy(update={"d_ff": spec.shape.d_ff + 1}), 0)
+    other.save_pretrained(tmp_path / "other")
+    save_tokenizer(byte_tokenizer(), tmp_path / "other")
+    with pytest.raises(DistlawError, match="not the shape of run"):
+        train_run(spec, tmp_path / "b", teacher_dir=tmp_path / "other", init_dir=tmp_path / "other", progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+def test_prune_distill_sweep_end_to_end(tmp_path):
+    cfg = config(teachers=[6256, 20904], teacher_ratio=10, students=[2500], student_ratio=40, calibration_tokens=4096)
+    outcome = run_sweep(cfg, tmp_path / "RUNS.db", progress=False)
+    assert not outcome.failed and not outcome.blocked and len(outcome.built) == 2
+    with RunStore(tmp_path / "RUNS.db") as store:
+        table = runs_table(store).set_index("name")
+        students = table[table["kind"] == "distilled"]
+        assert len(students) == 2 and (students["pruned_to"] == 2500).all()
+        assert table.loc[table["kind"] == "supervised", "pruned_to"].isna().all()
+        for name, row in students.iterrows():
+            spec = store.get(name).spec
+            assert shape_of(load_model(store.run_dir(name))).model_copy(update={"n_ctx": 64}) == spec.shape
+            assert row["params"] == spec.shape.non_embedding_params
+        pruned = sorted((tmp_path / "RUNS.runs" / PRUNED_DIR).iterdir())
+        assert len(pruned) == 2 and all((p / "pruning.json").is_file() for p in pruned)
+        baseline = table[(table["kind"] == "supervised") & (table["tokens"] == students["tokens"].iloc[0])]
+        assert len(baseline) == 1
+        # A student started from a pruned teacher and distilled beats training its size from scratch.
+        assert students["loss"].min() < baseline["loss"].iloc[0]
+    again = run_sweep(cfg, tmp_path / "RUNS.db", progress=False)
+    assert not again.built and not again.done
