@@ -9,6 +9,7 @@ steps: 3 F(N_S) tokens/s over the accelerator's peak (F as in Busbridge et al. 2
 
     python benchmarks/distill_throughput.py                           # CPU, tiny byte-level models
     python benchmarks/distill_throughput.py --device cuda --params 1e8  # ~100M student, bf16 autocast
+    python benchmarks/distill_throughput.py --device cuda --params 1e8 --compile --warmup 10
 
 Prints one JSON object.
 """
@@ -50,6 +51,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--kl-k", default="16,64,128", help="k values for the KL-error and bytes-per-token table")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--compile", action="store_true", help="torch.compile the student (warmup absorbs compilation)")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator bf16 dense peak (H100 SXM: 989)")
     p.add_argument("--work-dir", type=Path, default=None, help="keep the teacher, cache and tokens here")
     args = p.parse_args()
@@ -72,14 +74,17 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def throughput(runs: dict[str, tuple[RunSpec, TeacherSource | None]], data, ctx: distributed.Context, warmup: int, steps: int) -> dict[str, float]:
+def throughput(runs: dict[str, tuple[RunSpec, TeacherSource | None]], data, ctx: distributed.Context, warmup: int, steps: int,
+               compile_student: bool = False) -> dict[str, float]:
     """Tokens/s of the lab's training step (batch loading, teacher targets, forward, backward, AdamW) for
     each named setup. The setups take turns step by step and each is scored by its median step time, so
-    load from other processes hits them alike."""
+    load from other processes hits them alike. ``compile_student`` wraps each student in ``torch.compile``
+    (the warmup steps absorb the compilation)."""
     state = {}
     for name, (spec, _) in runs.items():
         student = build_model(spec.shape, seed=0).to(ctx.device)
-        state[name] = (student, make_optimizer(student, spec.optim), [])
+        optimizer = make_optimizer(student, spec.optim)
+        state[name] = (torch.compile(student) if compile_student else student, optimizer, [])
     any_spec = next(iter(runs.values()))[0]
     b, seq_len = any_spec.optim.batch_size, any_spec.data.seq_len
     for step in range(warmup + steps):
@@ -146,12 +151,13 @@ def measure(args: argparse.Namespace, ctx: distributed.Context) -> dict:
         build_cache(teacher_dir, cache_dir, data_cfg, work, tokens=student.tokens, k=args.k,
                     batch_size=args.batch_size, device=args.device, progress=True)
     distilled = student.model_copy(update={"kind": "distilled", "teacher": str(teacher_dir)})
+    from_cache = distilled.model_copy(update={"distill": DistillConfig(cache_k=args.k)})
     steps = args.warmup + args.steps
     online = TeacherSource(distilled, data, ctx, teacher_dir, None, steps, shard=False)
-    cached = TeacherSource(distilled, data, ctx, None, cache_dir, steps, shard=False)
+    cached = TeacherSource(from_cache, data, ctx, None, cache_dir, steps, shard=False)
 
-    tps = throughput({"supervised": (student, None), "online": (distilled, online), "cached": (distilled, cached)},
-                     data, ctx, args.warmup, args.steps)
+    tps = throughput({"supervised": (student, None), "online": (distilled, online), "cached": (from_cache, cached)},
+                     data, ctx, args.warmup, args.steps, args.compile)
     supervised_tps, online_tps, cached_tps = tps["supervised"], tps["online"], tps["cached"]
 
     kl_student = student.model_copy(update={"tokens": int(args.teacher_tokens) // 4})
@@ -167,6 +173,7 @@ def measure(args: argparse.Namespace, ctx: distributed.Context) -> dict:
         "vocab_size": vocab,
         "timed_steps": args.steps,
         "cache_k": args.k,
+        "compiled": args.compile,
         "supervised_tokens_per_s": supervised_tps,
         "online_tokens_per_s": online_tps,
         "cached_tokens_per_s": cached_tps,

@@ -131,3 +131,25 @@ def test_cli_plans_shows_and_reports_the_caches(cli, tmp_path, monkeypatch):
     assert sorted(c["teacher"] for c in status["teacher_caches"]) == sorted(r["name"] for r in status["runs"] if r["name"].startswith("sup-N") and r["params"] > 784)
     shown = cli("sweep", "status", path, "--store", store)
     assert "teacher caches" in shown.stdout
+
+
+def test_runs_wait_for_their_cache_whatever_order_the_jobs_come_in(tmp_path, monkeypatch):
+    """Shared builds are not runs of the store: a student must still wait for its cache to be built."""
+    from distlaw.lab import sweep
+
+    seen: dict[str, bool] = {}
+
+    class CheckingTrainer(FakeTrainer):
+        def __call__(self, spec, run_dir, *, teacher_cache=None, **kwargs):
+            if spec.kind == "distilled":
+                seen[spec.name] = teacher_cache is not None and (teacher_cache / teacher_cache_module.MANIFEST).is_file()
+            return super().__call__(spec, run_dir, teacher_cache=teacher_cache, **kwargs)
+
+    teacher_cache_module = teacher_cache
+    monkeypatch.setattr(train, "train_run", CheckingTrainer())
+    monkeypatch.setattr(teacher_cache, "build_cache", FakeCacheBuilder())
+    jobs = sweep._jobs
+    monkeypatch.setattr(sweep, "_jobs", lambda *args: jobs(*args)[::-1])  # students listed first
+    outcome = run_sweep(config(cache_k=64), tmp_path / "RUNS.db", progress=False)
+    assert not outcome.failed and not outcome.blocked and len(outcome.built) == 2
+    assert len(seen) == 4 and all(seen.values())

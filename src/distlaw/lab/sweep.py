@@ -186,8 +186,9 @@ def run_sweep(
     )
     status = {r.name: r.status for r in records}
     pending = _jobs(config, store_path, records, retried, retry_failed)
+    status.update({job.name: "planned" for job in pending if is_shared_job(job.name)})
 
-    def ready(job: _Job) -> bool:
+    def ready(job: _Job) -> bool:  # a need that is neither a run nor a job is a checkpoint directory
         return all(status.get(need, "done") == "done" for need in job.needs)
 
     def settle(name: str, result: str) -> None:
