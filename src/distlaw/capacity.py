@@ -312,9 +312,16 @@ def capacity_gap(runs: pd.DataFrame, bootstrap: int = 0, seed: int = 0, confiden
 
 
 def plot_capacity(runs: pd.DataFrame, result: CapacityGapResult, path: str | os.PathLike[str]) -> None:
+    """Write :func:`capacity_figure` to ``path`` (atomically; the format from the suffix)."""
+    from distlaw.density.plots import _save
+
+    _save(capacity_figure(runs, result), path)
+
+
+def capacity_figure(runs: pd.DataFrame, result: CapacityGapResult) -> Any:
     """Left: student loss against teacher size per student, fitted quadratics and vertices; right:
     T* against S with the fitted law and Zhang's T* = 2.5 S (edges drawn as bounds)."""
-    from distlaw.density.plots import _figure, _plain_log_ticks, _save
+    from distlaw.density.plots import _figure, _plain_log_ticks
 
     fig, axes = _figure(2)
     left, right = axes[0]
@@ -331,7 +338,8 @@ def plot_capacity(runs: pd.DataFrame, result: CapacityGapResult, path: str | os.
     left.legend(fontsize=6)
     _plain_log_ticks(left)
     _plot_law(right, result)
-    _save(fig, path)
+    fig.tight_layout()
+    return fig
 
 
 def _plot_law(ax: Any, result: CapacityGapResult) -> None:

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from distlaw.capacity import capacity_figure, capacity_gap
+from distlaw.errors import DistlawError
 from distlaw.findings import best_teachers, distillation_gains
 from distlaw.laws import Coefficients, load_coefficients
 from distlaw.report.html import Report
@@ -71,6 +73,7 @@ def runs_report(
         report.table(teachers)
     if not len(gains) and not len(teachers):
         report.paragraph("No distilled run has a supervised twin or a second teacher to compare with.", note=True)
+    _capacity_section(report, runs)
 
     report.heading("Laws against the runs")
     if fit_summary:
@@ -88,6 +91,28 @@ def runs_report(
         report.figure(student_teacher_figure(runs, coefficients), "Distilled students with the distillation law (Eq. 8).")
     report.figure(parity_figure(predict_runs(runs, coefficients)), "Every run: law prediction against observation.")
     return report
+
+
+CAPACITY_COLUMNS = ["params", "tokens", "teachers", "teacher_star", "status", "loss_star", "argmin_teacher", "argmin_loss"]
+
+
+def _capacity_section(report: Report, runs: pd.DataFrame) -> None:
+    """The smooth optimal teacher of every student with three or more teacher sizes, and the law over them."""
+    try:
+        result = capacity_gap(runs)
+    except DistlawError:  # no student has three teacher sizes: the best-teacher table above is all there is
+        return
+    report.paragraph("The smooth optimal teacher size T* of each student with three or more teacher sizes: the vertex of "
+                     "a quadratic in ln(teacher size) fitted to the student's losses, or a bound (status 'at least' / "
+                     "'at most') when the best teacher is at the edge of those tried; beside it the best single run.")
+    report.table(result.curves[CAPACITY_COLUMNS])
+    if result.fit is not None:
+        law = result.fit.law
+        report.paragraph(f"Law of capacity gap over {result.fit.students} students: T* = {law.slope:.3g} S {law.intercept:+.3g} "
+                         f"(R^2 {result.fit.r2:.3f}); Zhang et al. report T* = 2.5 S.")
+    else:
+        report.paragraph(f"No law of capacity gap from these runs: {result.reason}", note=True)
+    report.figure(capacity_figure(runs, result), "Student loss against teacher size, and the optimal teacher against the student.")
 
 
 def add_runs_table(report: Report, runs: pd.DataFrame) -> None:
