@@ -313,17 +313,17 @@ def capacity_gap(runs: pd.DataFrame, bootstrap: int = 0, seed: int = 0, confiden
 
 def plot_capacity(runs: pd.DataFrame, result: CapacityGapResult, path: str | os.PathLike[str]) -> None:
     """Write :func:`capacity_figure` to ``path`` (atomically; the format from the suffix)."""
-    from distlaw.density.plots import _save
+    from distlaw.figures import save_figure
 
-    _save(capacity_figure(runs, result), path)
+    save_figure(capacity_figure(runs, result), path)
 
 
 def capacity_figure(runs: pd.DataFrame, result: CapacityGapResult) -> Any:
     """Left: student loss against teacher size per student, fitted quadratics and vertices; right:
     T* against S with the fitted law and Zhang's T* = 2.5 S (edges drawn as bounds)."""
-    from distlaw.density.plots import _figure, _plain_log_ticks
+    from distlaw.figures import new_figure, plain_log_ticks
 
-    fig, axes = _figure(2)
+    fig, axes = new_figure(2)
     left, right = axes[0]
     means = _distilled(runs).groupby(STUDENT_KEYS + ["teacher_params"], as_index=False)["loss"].mean()
     for i, curve in result.curves.iterrows():
@@ -336,7 +336,7 @@ def capacity_figure(runs: pd.DataFrame, result: CapacityGapResult) -> Any:
             left.plot(curve["teacher_star"], curve["loss_star"], marker="*", ms=10, color=color)
     left.set(xscale="log", xlabel="teacher parameters T", ylabel="student loss", title="student loss vs teacher size (* = smooth T*)")
     left.legend(fontsize=6)
-    _plain_log_ticks(left)
+    plain_log_ticks(left)
     _plot_law(right, result)
     fig.tight_layout()
     return fig

@@ -60,7 +60,7 @@ def fit(
     from distlaw.runs import read_runs
 
     if plot is not None:
-        from distlaw.density.plots import check_plot_path
+        from distlaw.figures import check_plot_path
 
         check_plot_path(plot)
     table = read_runs(runs)

@@ -35,7 +35,7 @@ density_app = typer.Typer(
 
 def _check_plot(plot: Optional[Path]) -> None:
     if plot is not None:
-        from distlaw.density.plots import check_plot_path
+        from distlaw.figures import check_plot_path
 
         check_plot_path(plot)
 

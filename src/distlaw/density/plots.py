@@ -7,58 +7,17 @@ in the format named by the suffix (.png, .pdf, .svg).
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from distlaw.density.trend import TrendFit
-from distlaw.errors import DistlawError
-from distlaw.io import atomic_path
+from distlaw.figures import new_figure, plain_log_ticks, save_figure
 from distlaw.laws.density import DensityCoefficients, conditional_loss, score_from_loss
-
-FORMATS = (".png", ".pdf", ".svg")
-
-
-def _figure(ncols: int = 1) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(1, ncols, figsize=(5.5 * ncols, 4.2), squeeze=False)
-
-
-def _plain_log_ticks(ax: Any) -> None:
-    """No minor-tick labels on log axes (they collide when the data span less than a decade)."""
-    from matplotlib.ticker import NullFormatter
-
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_minor_formatter(NullFormatter())
-
-
-def _save(fig: Any, path: str | os.PathLike[str]) -> None:
-    import matplotlib.pyplot as plt
-
-    p = Path(path)
-    try:
-        with atomic_path(p) as tmp:
-            fig.tight_layout()
-            fig.savefig(tmp, format=p.suffix.lower().lstrip("."), dpi=150)
-    finally:
-        plt.close(fig)
-
-
-def check_plot_path(path: str | os.PathLike[str]) -> None:
-    """Reject an unsupported figure suffix before any work is done."""
-    if Path(path).suffix.lower() not in FORMATS:
-        raise DistlawError(f"{path}: the figure must end in {', '.join(FORMATS)}")
-
 
 def plot_fit(reference: pd.DataFrame, coefficients: DensityCoefficients, path: str | os.PathLike[str]) -> None:
     """Left: loss against N per token budget with the loss law; right: score against loss with the sigmoid."""
-    fig, axes = _figure(2)
+    fig, axes = new_figure(2)
     left, right = axes[0]
     n = np.geomspace(reference["params"].min() / 2, reference["params"].max() * 2, 100)
     for tokens, rows in reference.groupby("tokens"):
@@ -66,19 +25,19 @@ def plot_fit(reference: pd.DataFrame, coefficients: DensityCoefficients, path: s
         left.scatter(rows["params"], rows["loss"], color=line.get_color(), s=14, label=f"D = {tokens:.3g}")
     left.set(xscale="log", xlabel="parameters N", ylabel="conditional loss", title="step 1: L = a N^-alpha + b D^-beta")
     left.legend(fontsize=7)
-    _plain_log_ticks(left)
+    plain_log_ticks(left)
     scored = reference[reference["score"].notna()]
     s = coefficients.score
     loss = np.linspace(scored["loss"].min() - 0.2 * np.ptp(scored["loss"]), scored["loss"].max() + 0.2 * np.ptp(scored["loss"]), 200)
     right.plot(loss, score_from_loss(loss, s.c, s.gamma, s.l, s.d), lw=1, color="k")
     right.scatter(scored["loss"], scored["score"], s=14)
     right.set(xlabel="conditional loss", ylabel="score", title="step 2: S = c / (1 + exp(-gamma (L - l))) + d")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_scores(scored: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     """Effective against actual parameters (log-log) with the density = 1 diagonal."""
-    fig, axes = _figure()
+    fig, axes = new_figure()
     ax = axes[0][0]
     ok = scored[np.isfinite(scored["effective_params"])]
     if "effective_params_lo" in ok:
@@ -91,14 +50,14 @@ def plot_scores(scored: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     sizes = np.concatenate([scored["params"], ok["effective_params"]])
     ax.plot([sizes.min(), sizes.max()], [sizes.min(), sizes.max()], ls="--", color="grey", lw=1, label="density 1")
     ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="effective parameters Nhat", title="capacity density")
-    _plain_log_ticks(ax)
+    plain_log_ticks(ax)
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_trend(models: pd.DataFrame, fit: TrendFit, path: str | os.PathLike[str]) -> None:
     """ln density against release date; envelope models highlighted, the fitted line over them."""
-    fig, axes = _figure()
+    fig, axes = new_figure()
     ax = axes[0][0]
     on = models["model"].isin(fit.envelope)
     ax.scatter(models.loc[~on, "release_date"], models.loc[~on, "density"], s=12, color="lightgrey", label="other models")
@@ -109,4 +68,4 @@ def plot_trend(models: pd.DataFrame, fit: TrendFit, path: str | os.PathLike[str]
     ax.set(yscale="log", xlabel="release date", ylabel="capacity density", title="densing law: ln rho_max = A t + B")
     ax.legend(fontsize=7)
     fig.autofmt_xdate()
-    _save(fig, path)
+    save_figure(fig, path)

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict
 
 from distlaw.errors import DistlawError
-from distlaw.laws.coefficients import CoefficientBlock, positive_array, positive_fields
+from distlaw.laws.coefficients import CoefficientBlock, CoefficientsFile, positive_array, positive_fields
 
 
 class CapacityGapLaw(CoefficientBlock):
@@ -40,7 +40,7 @@ class CapacityGapLaw(CoefficientBlock):
         return max(0.0, -self.intercept / self.slope)
 
 
-class CapacityGapCoefficients(BaseModel):
+class CapacityGapCoefficients(CoefficientsFile):
     """A fitted (or preset) law with optional bootstrap samples and metadata.
 
     JSON: {"law": {"slope", "intercept"}, "bootstrap": [{"slope", "intercept"}, ...], "meta": {...}}
@@ -51,24 +51,6 @@ class CapacityGapCoefficients(BaseModel):
     law: CapacityGapLaw
     bootstrap: list[CapacityGapLaw] | None = None
     meta: dict[str, Any] | None = None
-
-    def save(self, path: str | Path) -> None:
-        from distlaw.io import write_json
-
-        write_json(self.model_dump(exclude_none=True), path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> CapacityGapCoefficients:
-        """Read and validate a coefficients JSON; any problem is one DistlawError line naming the field."""
-        p = Path(path)
-        try:
-            return cls.model_validate_json(p.read_bytes())
-        except OSError as exc:
-            raise DistlawError(f"{p}: cannot read ({exc.strerror})") from exc
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(part) for part in err["loc"]) or "top level"
-            raise DistlawError(f"{p}: {where}: {err['msg'].removeprefix('Value error, ')}") from exc
 
 
 PRESETS: dict[str, dict[str, Any]] = {

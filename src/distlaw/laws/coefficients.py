@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -50,6 +50,28 @@ class CoefficientBlock(BaseModel):
 
     def as_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.model_dump().items()}
+
+
+class CoefficientsFile(BaseModel):
+    """A pydantic model kept as one JSON file: ``save`` writes it atomically, ``load`` validates it and
+    turns any problem into one DistlawError line naming the field."""
+
+    def save(self, path: str | Path) -> None:
+        from distlaw.io import write_json
+
+        write_json(self.model_dump(exclude_none=True), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        p = Path(path)
+        try:
+            return cls.model_validate_json(p.read_bytes())
+        except OSError as exc:
+            raise DistlawError(f"{p}: cannot read ({exc.strerror})") from exc
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(part) for part in err["loc"]) or "top level"
+            raise DistlawError(f"{p}: {where}: {err['msg'].removeprefix('Value error, ')}") from exc
 
 
 class SupervisedCoefficients(CoefficientBlock):

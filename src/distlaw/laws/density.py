@@ -19,16 +19,14 @@ limits into messages with :func:`effective_status`; nothing here returns NaN.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
-from distlaw.errors import DistlawError
 from distlaw.laws._ops import logaddexp, namespace, softplus
-from distlaw.laws.coefficients import CoefficientBlock, positive_array, positive_fields
+from distlaw.laws.coefficients import CoefficientBlock, CoefficientsFile, positive_array, positive_fields
 
 D0_TOKENS = 1e12
 LN2 = math.log(2.0)
@@ -151,7 +149,7 @@ class DensityLaw(BaseModel):
     score: ScoreLawCoefficients
 
 
-class DensityCoefficients(DensityLaw):
+class DensityCoefficients(DensityLaw, CoefficientsFile):
     """Both steps' coefficients, the data horizon D0, optional bootstrap samples and metadata.
 
     JSON: {"loss": {a, b, alpha, beta}, "score": {c, gamma, l, d}, "d0": 1e12,
@@ -172,21 +170,3 @@ class DensityCoefficients(DensityLaw):
     def samples(self) -> list[tuple[LossLawCoefficients, ScoreLawCoefficients]]:
         """Bootstrap samples as coefficient pairs (empty if none were stored)."""
         return [(sample.loss, sample.score) for sample in self.bootstrap or []]
-
-    def save(self, path: str | Path) -> None:
-        from distlaw.io import write_json
-
-        write_json(self.model_dump(exclude_none=True), path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> DensityCoefficients:
-        """Read and validate a coefficients JSON; any problem is one DistlawError line naming the field."""
-        p = Path(path)
-        try:
-            return cls.model_validate_json(p.read_bytes())
-        except OSError as exc:
-            raise DistlawError(f"{p}: cannot read ({exc.strerror})") from exc
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(part) for part in err["loc"]) or "top level"
-            raise DistlawError(f"{p}: {where}: {err['msg'].removeprefix('Value error, ')}") from exc

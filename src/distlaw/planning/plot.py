@@ -13,22 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from distlaw.errors import DistlawError  # noqa: E402
-from distlaw.io import atomic_path  # noqa: E402
+from distlaw.figures import save_figure  # noqa: E402
 from distlaw.planning.planner import Baseline, Recipes  # noqa: E402
-
-FORMATS = ("png", "pdf", "svg")
-
-
-def _save(fig: plt.Figure, path: str | Path) -> None:
-    fmt = Path(path).suffix.lower().lstrip(".")
-    if fmt not in FORMATS:
-        plt.close(fig)
-        raise DistlawError(f"{path}: plot must end in .png, .pdf or .svg")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
-    plt.close(fig)
-
 
 def plot_frontier(path: str | Path, recipes: list[Recipes], baseline: Baseline) -> None:
     """Student loss and optimal teacher size against compute, one line per scenario (1-D budgets)."""
@@ -45,7 +31,7 @@ def plot_frontier(path: str | Path, recipes: list[Recipes], baseline: Baseline) 
     for ax in (ax_loss, ax_size):
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_isoflop(path: str | Path, profiles: list[Recipes], supervised_loss: float, optimal: list[Recipes]) -> None:
@@ -61,4 +47,4 @@ def plot_isoflop(path: str | Path, profiles: list[Recipes], supervised_loss: flo
     ax.set_title(f"IsoFLOP profile: N_S = {n_s:.3g}, C = {c:.3g} FLOPs")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
