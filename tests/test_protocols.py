@@ -100,7 +100,7 @@ def test_bad_sizes_are_one_line_errors(protocol, message):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize(("name", "protocols"), [("micro", 2), ("pilot", 3)])
+@pytest.mark.parametrize(("name", "protocols"), [("micro", 2), ("pilot", 3), ("capacity", 1), ("demo", 2)])
 def test_shipped_configs_plan_tiny_models(name, protocols):
     plan = expand(load_config(CONFIGS / f"{name}.toml"))
     assert len({run.protocol for run in plan}) == protocols
@@ -116,6 +116,7 @@ def test_shipped_configs_plan_tiny_models(name, protocols):
         ("name = 'x'\n", "protocol: Field required"),
         ("name = 'x'\nworkers = 0\n[[protocol]]\ntype = 'fixedm-fixedm'\nteachers = [1e4]\nstudents = [1e4]\n", "workers"),
         ("name = 'x'\ncolour = 1\n[[protocol]]\ntype = 'fixedm-fixedm'\nteachers = [1e4]\nstudents = [1e4]\n", "colour"),
+        ("name = 'x'\nseeds = [1, 1]\n[[protocol]]\ntype = 'fixedm-fixedm'\nteachers = [1e4]\nstudents = [1e4]\n", "seeds must be distinct"),
     ],
 )
 def test_bad_config_files(tmp_path, text, message):
@@ -129,3 +130,17 @@ def test_bad_config_files(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(DistlawError, match="no such sweep config"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_seeds_replicate_students_and_baselines_not_teachers():
+    protocol = {"type": "fixedm-fixedm", "teachers": SIZES[1:], "students": SIZES[:1], "student_ratios": [20, 40]}
+    single = expand(config(protocol))
+    seeded = expand(config(protocol, seeds=[0, 7, 8]))
+    assert by_role(seeded, "fixedm-fixedm", "teacher") == by_role(single, "fixedm-fixedm", "teacher")
+    for role in ("student", "baseline"):
+        one, three = by_role(single, "fixedm-fixedm", role), by_role(seeded, "fixedm-fixedm", role)
+        assert len(three) == 3 * len(one) and len({s.name for s in three}) == len(three)
+        assert [s for s in three if s.optim.seed == 0] == one  # the base seed keeps its names: stores stay valid
+        for spec in three:
+            assert spec.name.endswith(f"-s{spec.optim.seed}") == (spec.optim.seed != 0)
+            assert spec.teacher is None or spec.teacher in {t.name for t in by_role(single, "fixedm-fixedm", "teacher")}

@@ -94,3 +94,11 @@ def test_prune_distill_sweep_end_to_end(tmp_path):
         assert students["loss"].min() < baseline["loss"].iloc[0]
     again = run_sweep(cfg, tmp_path / "RUNS.db", progress=False)
     assert not again.built and not again.done
+
+
+def test_seeds_train_more_students_from_the_same_pruned_models():
+    protocol = {"type": "prune-distill", "teachers": [6256, 20904], "students": [1500, 8000], "calibration_tokens": 4096}
+    cfg = SweepConfig.model_validate({**SWEEP, "seeds": [0, 1, 2], "protocol": [protocol]})
+    totals = plan_totals(expand(cfg))
+    assert totals["prune-distill student"]["runs"] == 3 * 3 and totals["prune-distill baseline"]["runs"] == 3 * 2
+    assert totals["pruned students"]["runs"] == 3  # calibration does not depend on the training seed

@@ -6,6 +6,7 @@ DistlawError (bad input) becomes one line on stderr and exit code 2, never a tra
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import typer
@@ -29,6 +30,25 @@ app = typer.Typer(
 
 for module in (demo, predict, fit, plan, report, lab, prune, sweep, capacity, density):
     module.register(app)
+
+
+def _reflow(doc: str) -> str:
+    """A docstring with each paragraph on one line (indented ones keep their indent), so that help
+    text wraps to the terminal's width: typer's rich help keeps single line breaks as they are."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(("  " if p.startswith(" ") else "") + " ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = _reflow(info.callback.__doc__)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_help(group.typer_instance)
+
+
+_reflow_help(app)
 
 
 def _version(value: bool) -> None:

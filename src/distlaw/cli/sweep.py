@@ -77,7 +77,8 @@ def plan(config: ConfigArgument, store: StoreOption, json_output: JsonOption = F
     writes nothing. Planning again is harmless. Prints runs, tokens and 6ND training FLOPs per
     protocol and role.
 
-    The config (TOML, see configs/micro.toml): name; workers; checkpoint_every; eval_tokens; tables
+    The config (TOML, see configs/micro.toml): name; workers; checkpoint_every; eval_tokens; seeds
+    (e.g. [0, 1, 2]: every student and baseline trained once per seed, teachers once); tables
     \\[data], \\[optim], \\[distill] as in a lab run (plus \\[distill] cache_k = K: each teacher's
     students read one teacher cache of its top-K log-probabilities and the rest mass, built once after
     the teacher, so teacher inference is paid once); \\[model] aspect_ratio, head_dim (a size is a
@@ -89,6 +90,10 @@ def plan(config: ConfigArgument, store: StoreOption, json_output: JsonOption = F
       type = "isoflop-fixedm": budgets (C_T = 6 N_T D_T), teachers, students, student_ratio (20)
 
       type = "fixedm-fixedm": teachers, teacher_ratio (20), students, student_ratios (20 ... 320)
+
+      type = "prune-distill" (capacity gap, Zhang et al.): teachers, teacher_ratio (20), students
+      (target sizes: each teacher is pruned to each smaller one, then distilled), student_ratio (20),
+      calibration_tokens
 
     Every protocol also takes baselines (true: train each student supervised too) and ratio_range
     ([1, 2000]: IsoFLOP points with D/N outside it are dropped).

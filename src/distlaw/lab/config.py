@@ -59,13 +59,15 @@ class DistillConfig(BaseModel):
 
 class PruneInit(BaseModel):
     """Start from a structured pruning of ``source`` instead of random weights (Zhang et al. 2023, arXiv
-    2311.07052): unit importance on the first ``calibration_tokens`` training tokens, pruned to ``target_params``."""
+    2311.07052): unit importance on the first ``calibration_tokens`` training tokens of the data order
+    ``calibration_seed``, pruned to ``target_params``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: str  # a finished run's name or a local checkpoint directory
     target_params: int = Field(ge=1)  # non-embedding parameters asked of the pruning
     calibration_tokens: int = Field(default=65536, ge=1)
+    calibration_seed: int = 0  # data order of the calibration windows (runs of other seeds share the pruning)
 
 
 class RunSpec(BaseModel):

@@ -123,7 +123,17 @@ class SweepConfig(BaseModel):
     eval_tokens: int = Field(default=65536, ge=1)
     checkpoint_every: int | None = Field(default=50, ge=1)  # optimizer steps between resume checkpoints
     workers: int | None = Field(default=None, ge=1)  # runs trained at once (processes); None: one per core
+    # Train every student and baseline once per seed (initialisation and data order); teachers once,
+    # with optim.seed. None: one seed, optim.seed. Runs of other seeds get names ending in -s<seed>.
+    seeds: list[int] | None = Field(default=None, min_length=1)
     protocol: list[Protocol] = Field(min_length=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("seeds must be distinct")
+        return value
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -300,14 +310,27 @@ def _protocol_runs(builder: _Builder, index: int, protocol: FixedMIsoFLOP | IsoF
     return runs
 
 
+def _seeded(run: PlannedRun, config: SweepConfig) -> list[PlannedRun]:
+    """A teacher as it is; a student or baseline once per seed of ``config.seeds``."""
+    base = config.optim.seed
+    if run.role == "teacher" or config.seeds is None:
+        return [run]
+    spec = run.spec
+    return [
+        PlannedRun(spec.model_copy(update={"name": spec.name + ("" if seed == base else f"-s{seed}"),
+                                           "optim": spec.optim.model_copy(update={"seed": seed})}), run.protocol, run.role)
+        for seed in config.seeds
+    ]
+
+
 def expand(config: SweepConfig) -> list[PlannedRun]:
-    """Every run of every protocol in the config; a run wanted twice (same name) appears once per
-    (protocol, role), with teachers before the students that need them."""
+    """Every run of every protocol in the config (students and baselines once per seed); a run wanted
+    twice (same name) appears once per (protocol, role), with teachers before the students that need them."""
     builder = _Builder(config)
     seen: set[tuple[str, str, str]] = set()
     plan: list[PlannedRun] = []
     for index, protocol in enumerate(config.protocol):
-        for run in _protocol_runs(builder, index, protocol):
+        for run in (seeded for planned in _protocol_runs(builder, index, protocol) for seeded in _seeded(planned, config)):
             marker = (run.spec.name, run.protocol, run.role)
             if marker not in seen:
                 seen.add(marker)

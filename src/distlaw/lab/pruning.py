@@ -241,7 +241,8 @@ def pruned_init(directory: Path) -> tuple[PruneInit, ModelShape]:
     file = Path(directory) / RECORD
     try:
         record = json.loads(file.read_text())
-        init = PruneInit(source=record["teacher"], target_params=record["params"], calibration_tokens=record["calibration_tokens"])
+        init = PruneInit(source=record["teacher"], target_params=record["params"], calibration_tokens=record["calibration_tokens"],
+                         calibration_seed=record["seed"])
         return init, ModelShape.model_validate(record["shape"])
     except FileNotFoundError:
         raise DistlawError(f"{directory}: not a pruned model (no {RECORD}; make one with `distlaw prune`)") from None

@@ -123,11 +123,12 @@ def cache_plans(runs_dir: Path, specs: list[RunSpec]) -> dict[str, CachePlan]:
 
 
 def prune_plans(runs_dir: Path, specs: list[RunSpec]) -> dict[str, PrunePlan]:
-    """Run name -> the pruned model it starts from; one per source, target, calibration and data."""
+    """Run name -> the pruned model it starts from; one per source, target, calibration and data (runs that
+    differ only in their training seed share it)."""
     def signature(spec: RunSpec) -> list | None:
         if spec.init is None:
             return None
-        return [spec.init.model_dump(), spec.data.model_dump(), _order_seed(spec), spec.optim.batch_size]
+        return [spec.init.model_dump(), spec.data.model_dump(), spec.optim.batch_size]
 
     plans: dict[str, PrunePlan] = {}
     for sig, runs in _grouped(specs, signature).items():
@@ -136,7 +137,7 @@ def prune_plans(runs_dir: Path, specs: list[RunSpec]) -> dict[str, PrunePlan]:
         plan = PrunePlan(
             source=init.source, directory=_directory(runs_dir, PRUNED_DIR, init.source, f"N{init.target_params}", sig),
             data=runs[0].data, target_params=init.target_params, calibration_tokens=init.calibration_tokens,
-            order_seed=_order_seed(runs[0]), batch_size=runs[0].optim.batch_size, runs=tuple(s.name for s in runs),
+            order_seed=init.calibration_seed, batch_size=runs[0].optim.batch_size, runs=tuple(s.name for s in runs),
         )  # fmt: skip
         plans.update(dict.fromkeys(plan.runs, plan))
     return plans
