@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from distlaw.laws import PRESETS
-from distlaw.planning import SCENARIOS
+from distlaw.laws import PRESETS, load_coefficients
+from distlaw.planning import SCENARIOS, Planner
 
 RECIPE_KEYS = {"scenario", "compute", "student_tokens", "teacher_params", "teacher_tokens", "teacher_loss", "student_loss", "compute_split"}
 
@@ -58,6 +58,26 @@ def test_existing_teacher(cli):
     assert r.code == 0 and len(r.json()["recipes"]) == 4
 
 
+def test_size_range_plans_at_a_pilots_scale(cli):
+    r = cli("plan", "-n", "5e3", "-C", "1e13:1e15:3", "--size-range", "1e2:1e12", "--json")
+    assert r.code == 0, r.stderr
+    planner = Planner(load_coefficients("busbridge2025"), size_range=(1e2, 1e12))
+    for i, obj in enumerate(r.json()):
+        for rec in obj["recipes"]:
+            expected = planner.solve(5e3, np.logspace(13, 15, 3), rec["scenario"])
+            assert rec["student_loss"] == pytest.approx(float(expected.student_loss[i]), rel=1e-12)
+            assert 1e2 <= rec["teacher_params"] <= 1e12 and rec["student_tokens"] >= 1e2
+    pretraining = r.json()[0]["recipes"][2]
+    assert pretraining["scenario"] == "teacher-pretraining" and pretraining["teacher_params"] < 1e6  # below the paper's range
+
+
+def test_size_range_bounds_the_isoflop_plot(cli, tmp_path):
+    out = tmp_path / "pilot.png"
+    r = cli("plan", "-n", "5e3", "-C", "1e13", "--size-range", "1e2:1e12", "--plot", out)
+    assert r.code == 0, r.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_bootstrap_coefficients_add_intervals(cli, tmp_path):
     rows = [{**PRESETS["busbridge2025"]["supervised"], "E": 1.22 + d} for d in np.linspace(-0.02, 0.02, 9)]
     path = tmp_path / "fit.json"
@@ -97,6 +117,14 @@ def test_plot_is_written(cli, tmp_path, compute):
         (("-n", "1e9", "-C", "1e21", "--plot", "PLOT.gif"), ".png"),
         (("-n", "1e9", "-C", "1e21", "--mfu", "1.5"), "mfu"),
         (("-n", "1e9", "-C", "1e21", "--teacher-params", "7e9", "--teacher-loss", "2", "--plot", "PLOT.png"), "range"),
+        (("-n", "5e3", "-C", "1e13", "--size-range", "1e12:1e2"), "--size-range"),
+        (("-n", "5e3", "-C", "1e13", "--size-range", "abc"), "--size-range"),
+        (("-n", "5e3", "-C", "1e13", "--size-range", "0:1e9"), "--size-range"),
+        (("-n", "5e3", "-C", "1e13", "--size-range", "1e2:1e9:5"), "--size-range"),
+        (("-n", "5e3", "-C", "1e13", "--size-range", "1e2:inf"), "--size-range"),
+        (("-n", "5e3", "-C", "1e13"), "1e+06 tokens"),  # the pilot problem needs --size-range
+        (("-n", "0.5", "-C", "1e13", "--size-range", "1e2:1e12"), "student params must be between 1 and 1e+12"),
+        (("-n", "5e12", "-C", "1e13", "--size-range", "1e2:1e12"), "student params must be between 1 and 1e+12"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(cli, tmp_path, args, message):
@@ -110,7 +138,7 @@ def test_bad_input_is_one_line_and_exit_2(cli, tmp_path, args, message):
 def test_help_reads_like_a_manual(cli):
     r = cli("plan", "--help")
     assert r.code == 0
-    for text in ("Examples", "--student-params", "--compute", "teacher-pretraining", "1e20:1e24:9"):
+    for text in ("Examples", "--student-params", "--compute", "teacher-pretraining", "1e20:1e24:9", "--size-range", "small pilot"):
         assert text in r.stdout
 
 

@@ -30,6 +30,17 @@ def parse_compute(text: str) -> np.ndarray:
     raise DistlawError(f"--compute: expected FLOPs like 1e21 or a range LO:HI:N like 1e20:1e24:9, got '{text}'")
 
 
+def parse_size_range(text: str) -> tuple[float, float]:
+    """``LO:HI`` -> bounds on N_T, D_S, D_T, checked as the planner checks them (0 < LO < HI, finite)."""
+    from distlaw.planning.planner import valid_size_range
+
+    try:
+        lo, hi = (float(part) for part in text.split(":"))
+        return valid_size_range((lo, hi))
+    except (ValueError, DistlawError):
+        raise DistlawError(f"--size-range: expected LO:HI with 0 < LO < HI, both finite (like 1e3:1e9), got '{text}'") from None
+
+
 def _budget_object(i: int, solved: list, baseline: Any, crossover: dict, intervals: list, hardware: Any) -> dict:
     c = float(baseline.compute[i])
     recipes = []
@@ -136,6 +147,7 @@ def plan(
     vocab: Annotated[int, typer.Option(help="Vocabulary size in the paper's F(N).")] = 32768,
     level: Annotated[float, typer.Option(help="Interval level when the coefficients carry bootstrap samples.")] = 0.9,
     plot: Annotated[Optional[Path], typer.Option(help="Write a figure (.png/.pdf/.svg): IsoFLOP profiles for one budget, the frontier for a range.")] = None,
+    size_range: Annotated[str, typer.Option(help="LO:HI bounds on teacher size, student tokens and teacher tokens; default 1e6:1e17 as in the paper; lower it to plan at the scale of a small pilot whose coefficients you fitted.")] = "1e6:1e17",
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Distil or train supervised? The compute-optimal recipe for a student size and a budget.
@@ -146,8 +158,9 @@ def plan(
     best = student training only (teacher free); teacher-inference = plus the teacher's logits;
     teacher-pretraining = plus training the teacher; teacher-pretraining+inference = both.
     In the best case only the teacher's loss matters; the teacher shown is the cheapest one reaching it.
-    Teachers, student and teacher tokens are searched in 1e6..1e17 (App. H). "Supervised catches up"
-    is the budget beyond which training the student alone is at least as good (crossover).
+    Teachers, student and teacher tokens are searched in 1e6..1e17 (App. H) unless --size-range
+    says otherwise. "Supervised catches up" is the budget beyond which training the student alone is
+    at least as good (crossover).
 
     With --teacher-params and --teacher-loss (or --teacher-tokens), the teacher is given and only
     D_S = what the budget leaves is planned. A range of budgets prints the frontier. Coefficients
@@ -165,11 +178,14 @@ def plan(
       distlaw plan -n 1e9 -C 1e22 --teacher-params 7e9 --teacher-loss 1.95 --json
 
       distlaw plan -n 3e9 -C 1e23 -c fitted.json --hardware a100 --mfu 0.35 --price-per-hour 1.2
+
+      distlaw plan -n 5e3 -C 1e13 -c pilot-fit.json --size-range 1e2:1e12 --vocab 256    (a CPU pilot's scale)
     """
     from distlaw.compute import FlopModel, load_hardware
     from distlaw.planning import ExistingTeacher, Planner, crossover_compute, parse_scenarios, recipe_intervals
 
     budgets = parse_compute(compute)
+    sizes = parse_size_range(size_range)
     scenarios = parse_scenarios(scenario)
     if flops not in ("paper", "simple"):
         raise DistlawError(f"--flops must be 'paper' or 'simple', got '{flops}'")
@@ -188,7 +204,7 @@ def plan(
         raise DistlawError(f"--n-ctx must be >= 1 and --vocab >= 2, got {n_ctx} and {vocab}")
     hw = load_hardware(hardware).with_overrides(mfu, price_per_hour)
     coef = load_coefficients(coefficients)
-    planner = Planner(coef, FlopModel(form=flops, n_ctx=n_ctx, vocab_size=vocab))
+    planner = Planner(coef, FlopModel(form=flops, n_ctx=n_ctx, vocab_size=vocab), size_range=sizes)
     if teacher is None:
         solved = [planner.solve(student_params, budgets, s) for s in scenarios]
     else:
@@ -210,7 +226,7 @@ def plan(
         else:
             from distlaw.planning import isoflop_profile
 
-            lo, hi = max(1e6, student_params / 100), min(1e17, student_params * 1000)
+            lo, hi = max(sizes[0], student_params / 100), min(sizes[1], student_params * 1000)
             grid = np.logspace(np.log10(lo), np.log10(hi), ISOFLOP_POINTS)
             profiles = [isoflop_profile(planner, student_params, budgets[0], grid, s) for s in scenarios]
             plotting.plot_isoflop(plot, profiles, float(baseline.loss[0]), solved)

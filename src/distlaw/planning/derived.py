@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike
 
 from distlaw.errors import DistlawError
 from distlaw.laws.coefficients import positive_array
-from distlaw.planning.planner import LOG_MAX, LOG_MIN, MIN_SIZE, ExistingTeacher, Planner, Recipes
+from distlaw.planning.planner import ExistingTeacher, Planner, Recipes
 from distlaw.planning.scenarios import Scenario, get_scenario
 from distlaw.planning.search import bisect, grid_minimize
 
@@ -37,13 +37,13 @@ def crossover_compute(
     ``inf`` where distillation still wins at ``max_compute``; NaN where it loses from the start.
     """
     scn = get_scenario(scenario)
-    ns = positive_array(student_params, "student params")
+    ns = planner.student_sizes(student_params)
     if teacher is None:
         least = planner.minimum_compute(ns, scn)
     else:
         f_t = planner.flops.forward(teacher.params)
         pretraining = 3 * f_t * (teacher.tokens or 0.0) * scn.teacher_pretraining
-        least = pretraining + (3 * planner.flops.forward(ns) + scn.teacher_logits * f_t) * MIN_SIZE
+        least = pretraining + (3 * planner.flops.forward(ns) + scn.teacher_logits * f_t) * planner.size_range[0]
     log_lo = np.log(10 * least)
     if (log_lo >= np.log(max_compute)).any():
         raise DistlawError(f"max compute {max_compute:g} is below the least usable budget {float(np.max(10 * least)):.3g}")
@@ -89,9 +89,9 @@ def optimal_teacher(
     """argmin over L_T of L_S(N_S, D_S, L_T) (Eq. 8) and a teacher reaching it.
 
     The teacher is the cheapest one (least 3 F(N_T) D_T) by default, or the one trained on
-    ``tokens_per_param`` x N_T tokens (NaN if no size in 1e6..1e17 reaches L_T that way).
+    ``tokens_per_param`` x N_T tokens (NaN if no size in the planner's size range reaches L_T that way).
     """
-    ns = positive_array(student_params, "student params")
+    ns = planner.student_sizes(student_params)
     ds = positive_array(student_tokens, "student tokens")
     (ns, ds), law, shape = planner.batch(ns, ds)
     log_ns, log_ds = np.log(ns), np.log(ds)
@@ -101,7 +101,7 @@ def optimal_teacher(
     else:
         log_m = np.log(positive_array(tokens_per_param, "tokens per param"))
         miss = lambda u: log_lt - law.log_supervised(u, u + log_m)  # noqa: E731  (rises with u)
-        lo, hi = np.full_like(log_lt, LOG_MIN), np.full_like(log_lt, LOG_MAX)
+        lo, hi = np.full_like(log_lt, planner.log_min), np.full_like(log_lt, planner.log_max)
         reachable = (miss(lo) < 0) & (miss(hi) >= 0)
         log_nt = np.where(reachable, bisect(miss, lo, hi, iters=60), np.nan)
         log_dt = log_nt + log_m

@@ -1,12 +1,13 @@
 """Compute-optimal distillation (Busbridge et al. 2025, arXiv 2502.08606, Sec. 5 and App. H).
 
 For a fixed student size N_S and budget C, minimize L_S(N_S, D_S, L_T) (Eq. 8) subject to
-3 F(N_S) D_S + F(N_T) (dLgt D_S + dPre 3 D_T) = C (Eq. 9), with N_T, D_S, D_T in 1e6..1e17.
-The constraint removes one variable, leaving searches along it (``search.grid_minimize``):
+3 F(N_S) D_S + F(N_T) (dLgt D_S + dPre 3 D_T) = C (Eq. 9), with N_T, D_T in the planner's size range
+(1e6..1e17 by default, as in App. H) and D_S at least its lower bound. The constraint removes one
+variable, leaving searches along it (``search.grid_minimize``):
 
 - best case (teacher free): D_S = C / 3 F(N_S) is fixed; a 1-D search over the teacher loss L_T
   reachable by any teacher in the bounds, then the cheapest teacher (least 3 F(N_T) D_T) reaching it;
-- teacher inference: 1-D over log N_T with D_T at its bound 1e17: pretraining is free, and for any
+- teacher inference: 1-D over log N_T with D_T at its upper bound: pretraining is free, and for any
   teacher a smaller one trained longer reaches the same L_T with cheaper logits, leaving more D_S
   (L_S falls with D_S at fixed L_T); D_S = C / (3 F(N_S) + F(N_T));
 - teacher pretraining (+ inference): 2-D over (log N_T, logit of the share f of C spent on the
@@ -32,12 +33,19 @@ from distlaw.planning.lawbatch import LawBatch
 from distlaw.planning.scenarios import Scenario, get_scenario
 from distlaw.planning.search import grid_minimize
 
-MIN_SIZE, MAX_SIZE = 1e6, 1e17  # bounds on N_T, D_S, D_T (App. H); 1e6 tokens is about one training step
-LOG_MIN, LOG_MAX = np.log(MIN_SIZE), np.log(MAX_SIZE)
+DEFAULT_SIZE_RANGE = (1e6, 1e17)  # bounds on N_T, D_S, D_T (App. H); 1e6 tokens is about one training step
 CHUNK_POINTS = 2**21  # grid points evaluated at once, to bound memory
 RECORD_FIELDS = (
     "compute", "student_params", "student_tokens", "teacher_params", "teacher_tokens", "teacher_loss", "student_loss"
 )
+
+
+def valid_size_range(size_range: tuple[float, float]) -> tuple[float, float]:
+    """``(lo, hi)`` bounds on N_T, D_S, D_T as floats; a one-line DistlawError unless 0 < lo < hi < inf."""
+    lo, hi = (float(x) for x in size_range)
+    if not 0 < lo < hi < np.inf:
+        raise DistlawError(f"size range must be finite with 0 < lo < hi, got {lo:g}:{hi:g}")
+    return lo, hi
 
 
 @dataclass(frozen=True)
@@ -94,17 +102,29 @@ class Baseline:
 
 
 class Planner:
-    """Solves the compute-optimal distillation problems for one set of law coefficients."""
+    """Solves the compute-optimal distillation problems for one set of law coefficients.
 
-    def __init__(self, coefficients: Coefficients, flops: FlopModel | None = None, sampled: bool = False) -> None:
+    ``size_range`` bounds the teacher size N_T, the student tokens D_S (from below) and the teacher
+    tokens D_T: 1e6..1e17 as in the paper (App. H); lower it to plan at the scale of a small pilot.
+    """
+
+    def __init__(
+        self,
+        coefficients: Coefficients,
+        flops: FlopModel | None = None,
+        sampled: bool = False,
+        size_range: tuple[float, float] = DEFAULT_SIZE_RANGE,
+    ) -> None:
         self.coefficients = coefficients
         self.flops = flops or FlopModel()
         self.sampled = sampled
+        self.size_range = valid_size_range(size_range)
+        self.log_min, self.log_max = (float(np.log(x)) for x in self.size_range)
         self.law = LawBatch.bootstrap(coefficients) if sampled else LawBatch.point(coefficients)
 
     def bootstrap(self) -> Planner:
         """The same planner over the coefficients' bootstrap samples (results gain a leading sample axis)."""
-        return Planner(self.coefficients, self.flops, sampled=True)
+        return Planner(self.coefficients, self.flops, sampled=True, size_range=self.size_range)
 
     # -- problem batches ---------------------------------------------------------------------
 
@@ -119,29 +139,37 @@ class Planner:
         return [np.tile(a.ravel(), k) for a in arrs], self.law.take(rows), (k, *shape)
 
     def minimum_compute(self, student_params: ArrayLike, scenario: Scenario) -> np.ndarray:
-        """The smallest budget the scenario can use: 1e6 student tokens (about one step) plus the least teacher."""
-        ns = np.asarray(student_params, dtype=float)
-        f_min = self.flops.forward(MIN_SIZE)
+        """The smallest budget the scenario can use (Eq. 9 with N_T, D_S, D_T at the lower bound).
+
+        With the default bound, 1e6 student tokens are about one training step.
+        """
+        ns, lo = np.asarray(student_params, dtype=float), self.size_range[0]
+        f_min = self.flops.forward(lo)
         return (
-            self.flops.training(ns, MIN_SIZE)
-            + scenario.teacher_logits * f_min * MIN_SIZE
-            + scenario.teacher_pretraining * 3 * f_min * MIN_SIZE
+            self.flops.training(ns, lo)
+            + scenario.teacher_logits * f_min * lo
+            + scenario.teacher_pretraining * 3 * f_min * lo
         )
+
+    def student_sizes(self, student_params: ArrayLike) -> np.ndarray:
+        """N_S as an array; a one-line DistlawError unless 1 <= N_S <= the upper size bound."""
+        ns = positive_array(student_params, "student params")
+        bad = (ns < 1) | (ns > self.size_range[1])
+        if bad.any():
+            got = ns.flat[int(np.flatnonzero(bad)[0])]
+            raise DistlawError(f"student params must be between 1 and {self.size_range[1]:g}, got {got:g}")
+        return ns
 
     def check(self, student_params: ArrayLike, compute: ArrayLike, scenario: Scenario) -> None:
         """Raise a one-line DistlawError for sizes or budgets the planner cannot serve."""
-        ns = positive_array(student_params, "student params")
-        c = positive_array(compute, "compute")
-        if (ns > MAX_SIZE).any():
-            raise DistlawError(f"student params must be at most {MAX_SIZE:g}, got {ns.max():g}")
-        ns, c = np.broadcast_arrays(ns, c)
+        ns, c = np.broadcast_arrays(self.student_sizes(student_params), positive_array(compute, "compute"))
         need = self.minimum_compute(ns, scenario)
         short = c < need
         if short.any():
             i = int(np.flatnonzero(short.ravel())[0])
             raise DistlawError(
                 f"compute {c.flat[i]:.3g} FLOPs is less than one student step for N_S={ns.flat[i]:.3g} "
-                f"in scenario {scenario.name} (needs at least {need.flat[i]:.3g} FLOPs: 1e6 tokens)"
+                f"in scenario {scenario.name} (needs at least {need.flat[i]:.3g} FLOPs: {self.size_range[0]:g} tokens)"
             )
 
     # -- supervised baseline -----------------------------------------------------------------
@@ -183,8 +211,8 @@ class Planner:
         self, log_ns: np.ndarray, log_ds: np.ndarray, law: LawBatch
     ) -> tuple[np.ndarray, np.ndarray]:
         """argmin over L_T of Eq. 8 within what teachers in the bounds can reach: (log L_T*, log L_S*)."""
-        lo = law.log_supervised(np.full_like(log_ns, LOG_MAX), np.full_like(log_ns, LOG_MAX))
-        hi = law.log_supervised(np.full_like(log_ns, LOG_MIN), np.full_like(log_ns, LOG_MIN))
+        lo = law.log_supervised(np.full_like(log_ns, self.log_max), np.full_like(log_ns, self.log_max))
+        hi = law.log_supervised(np.full_like(log_ns, self.log_min), np.full_like(log_ns, self.log_min))
         x, value = grid_minimize(
             lambda lt: law.log_student(log_ns[:, None], log_ds[:, None], lt), lo[:, None], hi[:, None], points=256
         )
@@ -195,13 +223,13 @@ class Planner:
 
         def cost(u: np.ndarray) -> np.ndarray:
             log_dt = law.log_tokens_for_loss(u, log_lt[:, None])
-            ok = (log_dt >= LOG_MIN - 1e-9) & (log_dt <= LOG_MAX + 1e-9)
+            ok = (log_dt >= self.log_min - 1e-9) & (log_dt <= self.log_max + 1e-9)
             return np.where(ok, np.log(self.flops.forward(np.exp(u))) + log_dt, np.inf)
 
-        lo = np.full((len(log_lt), 1), LOG_MIN)
-        x, _ = grid_minimize(cost, lo, np.full_like(lo, LOG_MAX), points=256)
+        lo = np.full((len(log_lt), 1), self.log_min)
+        x, _ = grid_minimize(cost, lo, np.full_like(lo, self.log_max), points=256)
         log_nt = x[:, 0]
-        return log_nt, np.clip(law.log_tokens_for_loss(log_nt, log_lt), LOG_MIN, LOG_MAX)
+        return log_nt, np.clip(law.log_tokens_for_loss(log_nt, log_lt), self.log_min, self.log_max)
 
     def allocate(
         self, scn: Scenario, log_ns: np.ndarray, log_c: np.ndarray, log_nt: np.ndarray, v: np.ndarray
@@ -227,24 +255,25 @@ class Planner:
             ns_, c_ = log_ns.reshape(shape), log_c.reshape(shape)
             log_ds, log_dt = self.allocate(scn, ns_, c_, u, v)
             log_ls = law.log_student(ns_, log_ds, law.log_supervised(u, log_dt))
-            ok = (log_ds >= LOG_MIN) & (log_dt >= LOG_MIN) & (log_dt <= LOG_MAX)
+            ok = (log_ds >= self.log_min) & (log_dt >= self.log_min) & (log_dt <= self.log_max)
             return np.where(ok, log_ls, np.inf)
 
         return fn
 
     def box(self, scn: Scenario, log_ns: np.ndarray, log_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Search box (P, 2) for (log N_T, v): every teacher that could fit in the budget."""
-        f_s, f_min = self.flops.forward(np.exp(log_ns)), self.flops.forward(MIN_SIZE)
-        u_hi = np.full_like(log_c, LOG_MAX)
-        if scn.teacher_logits or scn.teacher_pretraining:  # a costed teacher needs F(N_T) 1e6 <= C, and F >= 2N
-            u_hi = np.minimum(u_hi, log_c - np.log(2 * MIN_SIZE))
+        lo = self.size_range[0]
+        f_s, f_min = self.flops.forward(np.exp(log_ns)), self.flops.forward(lo)
+        u_hi = np.full_like(log_c, self.log_max)
+        if scn.teacher_logits or scn.teacher_pretraining:  # a costed teacher needs F(N_T) lo <= C, and F >= 2N
+            u_hi = np.minimum(u_hi, log_c - np.log(2 * lo))
         if scn.teacher_pretraining:
-            share_lo = (3 * f_s + scn.teacher_logits * f_min) * MIN_SIZE / np.exp(log_c)
-            rest_lo = 3 * f_min * MIN_SIZE / np.exp(log_c)
+            share_lo = (3 * f_s + scn.teacher_logits * f_min) * lo / np.exp(log_c)
+            rest_lo = 3 * f_min * lo / np.exp(log_c)
             v_lo, v_hi = np.log(share_lo) - np.log1p(-share_lo), np.log1p(-rest_lo) - np.log(rest_lo)
         else:
-            v_lo, v_hi = np.full_like(log_c, LOG_MIN), np.full_like(log_c, LOG_MAX)
-        return np.stack([np.full_like(log_c, LOG_MIN), v_lo], 1), np.stack([u_hi, v_hi], 1)
+            v_lo, v_hi = np.full_like(log_c, self.log_min), np.full_like(log_c, self.log_max)
+        return np.stack([np.full_like(log_c, self.log_min), v_lo], 1), np.stack([u_hi, v_hi], 1)
 
     def _solve_teacher_costs(
         self, scn: Scenario, log_ns: np.ndarray, log_c: np.ndarray, law: LawBatch
@@ -254,8 +283,8 @@ class Planner:
         if scn.teacher_pretraining:
             x, log_ls = grid_minimize(fn, lo, hi)
         else:
-            u, log_ls = grid_minimize(lambda u: fn(u, np.full_like(u, LOG_MAX)), lo[:, :1], hi[:, :1], points=256)
-            x = np.concatenate([u, np.full_like(u, LOG_MAX)], axis=1)
+            u, log_ls = grid_minimize(lambda u: fn(u, np.full_like(u, self.log_max)), lo[:, :1], hi[:, :1], points=256)
+            x = np.concatenate([u, np.full_like(u, self.log_max)], axis=1)
         log_nt = x[:, 0]
         log_ds, log_dt = self.allocate(scn, log_ns, log_c, log_nt, x[:, 1])
         log_lt = law.log_supervised(log_nt, log_dt)
@@ -301,7 +330,7 @@ class Planner:
             raise DistlawError("give the teacher's loss or its training tokens (exactly one)")
         if scn.teacher_pretraining and teacher.tokens is None:
             raise DistlawError(f"scenario {scn.name} counts the teacher's pretraining: give its training tokens")
-        ns = positive_array(student_params, "student params")
+        ns = self.student_sizes(student_params)
         c = positive_array(compute, "compute")
         if teacher.loss is not None:
             floor = self.coefficients.require("supervised").E
@@ -312,10 +341,10 @@ class Planner:
         f_t = self.flops.forward(nt)
         left = c - scn.teacher_pretraining * 3 * f_t * np.nan_to_num(dt)
         ds = left / (3 * self.flops.forward(ns) + scn.teacher_logits * f_t)
-        if (ds < MIN_SIZE).any():
+        if (ds < self.size_range[0]).any():
             i = int(np.argmin(ds))
             raise DistlawError(
-                f"compute {c[i]:.3g} FLOPs leaves less than one student step (1e6 tokens) for N_S={ns[i]:.3g} "
+                f"compute {c[i]:.3g} FLOPs leaves less than one student step ({self.size_range[0]:g} tokens) for N_S={ns[i]:.3g} "
                 f"with this teacher in scenario {scn.name}"
             )
         log_nt, log_dt = np.full_like(ns, np.log(nt)), np.full_like(ns, np.log(dt))
