@@ -149,3 +149,27 @@ def test_fewer_runs_than_free_parameters_is_an_error():
 def test_bad_data_names_the_column(data, message):
     with pytest.raises(DistlawError, match=message):
         fit(SUPERVISED, data, fixed={"gamma": 1.0})
+
+
+def test_students_started_from_a_pruned_teacher_are_left_out_of_the_distillation_law():
+    """Eq. 8 models students trained from scratch; prune-distill rows (pruned_to) would bias it."""
+    from distlaw.fitting import fit_runs
+    from distlaw.laws import load_coefficients, student_loss, supervised_loss
+
+    coef = load_coefficients("busbridge2025")
+    rows = [{"kind": "supervised", "params": n, "tokens": 20 * n, "loss": float(supervised_loss(n, 20 * n, coef.supervised))}
+            for n in np.geomspace(1e8, 1e10, 6)]
+    rows += [{"kind": "distilled", "params": n, "tokens": 40 * n, "teacher_loss": lt, "loss": float(student_loss(n, 40 * n, lt, coef))}
+             for n in np.geomspace(1e8, 1e10, 4) for lt in (1.9, 2.2, 2.6)]
+    clean = pd.DataFrame(rows)
+    pruned = pd.DataFrame([{**rows[-1], "loss": 1.0, "pruned_to": 1e10}] * 5)  # far below the law: a head start
+    mixed = pd.concat([clean, pruned], ignore_index=True)
+    free = "A"  # one free coefficient keeps the fit fast; the pruned rows would pull it far off
+    args = dict(law="distillation", coefficients=coef, grid="coarse",
+                fixed={f"distillation.{k}": v for k, v in coef.distillation.as_dict().items() if k != free})
+    expected, got = fit_runs(clean, **args), fit_runs(mixed, **args)
+    assert got.distillation.coefficients[free] == pytest.approx(coef.distillation.A, rel=1e-4)
+    assert got.distillation.coefficients == expected.distillation.coefficients
+    assert any("left out 5 distilled row(s) started from a pruned teacher" in w for w in got.warnings)
+    with pytest.raises(DistlawError, match="started from a pruned teacher"):
+        fit_runs(pd.concat([clean[clean["kind"] == "supervised"], pruned]), **args)

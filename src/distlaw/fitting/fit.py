@@ -410,6 +410,15 @@ class RunsFit:
         return Coefficients.from_dict(data, source="fit result")
 
 
+def _from_scratch(rows: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """Eq. 8 describes students trained from random weights: distilled rows started from a pruned
+    teacher (a ``pruned_to`` value, Zhang et al.'s recipe) are left out, with a note saying so."""
+    if "pruned_to" not in rows.columns or rows["pruned_to"].isna().all():
+        return rows, None
+    pruned = rows["pruned_to"].notna()
+    return rows[~pruned], f"left out {int(pruned.sum())} distilled row(s) started from a pruned teacher (pruned_to): Eq. 8 describes students trained from scratch"
+
+
 def _split(rows: pd.DataFrame, below: float | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     if below is None:
         return rows, rows.iloc[:0]
@@ -483,11 +492,11 @@ def fit_runs(
         raise DistlawError(f"--holdout-below must be a positive loss, got {holdout_below}")
     runs = validate_runs(runs, source=source)
     sup_rows = runs[runs["kind"] == "supervised"]
-    dist_rows = runs[runs["kind"] == "distilled"]
+    dist_rows, pruned_note = _from_scratch(runs[runs["kind"] == "distilled"])
     if law == "supervised" and sup_rows.empty:
         raise DistlawError(f"{source}: no supervised rows to fit the supervised law")
     if law == "distillation" and dist_rows.empty:
-        raise DistlawError(f"{source}: no distilled rows to fit the distillation law")
+        raise DistlawError(f"{source}: no distilled rows to fit the distillation law" + (f" ({pruned_note})" if pruned_note else ""))
     want_sup = law in ("supervised", "both") and not sup_rows.empty
     want_dist = law in ("distillation", "both") and not dist_rows.empty
     sup_used: SupervisedCoefficients | None = None
@@ -536,6 +545,9 @@ def fit_runs(
             bootstrap_weights=weights, bootstrap_data=bdata, **common,  # type: ignore[arg-type]
         )
     reported = tuple(x for x, on in (("supervised", want_sup), ("distillation", want_dist)) if on)
+    noted = dist_result or sup_result
+    if pruned_note and noted is not None:
+        noted.warnings.append(f"distillation: {pruned_note}")
     return RunsFit(
         supervised=sup_result, distillation=dist_result, laws=reported, supervised_source=sup_source,
         supervised_used=sup_used, holdout_below=holdout_below, source=source,
