@@ -338,6 +338,7 @@ def capacity_figure(runs: pd.DataFrame, result: CapacityGapResult) -> Any:
     left.legend(fontsize=6)
     plain_log_ticks(left)
     _plot_law(right, result)
+    plain_log_ticks(right)
     fig.tight_layout()
     return fig
 
