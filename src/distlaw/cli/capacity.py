@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import numpy as np
@@ -44,7 +44,7 @@ def fit(
 ) -> None:
     """Find each student's optimal teacher size and fit the law of capacity gap T* = slope S + intercept.
 
-    Per student configuration (params, tokens) with distilled runs from 3 or more teacher sizes, the student loss is fitted as a quadratic in ln(teacher size), by least squares on the seed-averaged losses weighted by the number of seeds.
+    Per student configuration (params, tokens) with distilled runs from 3 or more teacher sizes, the student loss is fitted as a quadratic in ln(teacher size), by least squares on the seed-averaged losses weighted by the number of seeds. Students pruned from their teachers (a pruned_to column, as `distlaw runs export` writes for the prune-distill protocol) count as their target size.
 
     Columns: S = student params; D = student tokens; teachers = distinct teacher sizes; T* = the smooth optimum, the vertex of the quadratic; interval = its bootstrap percentile interval (runs resampled within the student); optimum = "interior" when the quadratic is convex with its vertex inside the teachers' range, ">= T" when the loss still falls at the largest teacher (T* is at least that teacher), "<= T" when it rises from the smallest (T* is at most that teacher); argmin = the raw argmin, the teacher with the lowest seed-averaged loss; L(T*) = the fitted student loss at T*.
 
