@@ -26,7 +26,8 @@ from torch import Tensor
 from distlaw.errors import DistlawError
 from distlaw.lab.config import DistillConfig
 
-CHUNK_ELEMENTS = 1 << 22  # fp32 elements per chunk (16 MiB)
+CHUNK_ELEMENTS = 1 << 22  # fp32 elements per chunk (16 MiB): small enough for any CPU run
+GPU_CHUNK_ELEMENTS = 1 << 26  # 256 MiB on an accelerator: a few large chunks, not hundreds of small launches
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,6 @@ def objective(
     """
     v = logits.shape[-1]
     lam = (cfg.weight if teacher is not None else 0.0) if weight is None else weight
-    chunk = max(1, CHUNK_ELEMENTS // v)
+    chunk = max(1, (CHUNK_ELEMENTS if logits.device.type == "cpu" else GPU_CHUNK_ELEMENTS) // v)
     out = _FusedLoss.apply(logits.reshape(-1, v), targets.reshape(-1), teacher, cfg, lam, chunk)
     return out[0], out[1:].detach()
