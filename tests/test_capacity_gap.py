@@ -187,8 +187,13 @@ def test_law_needs_two_interior_optima_but_curves_survive():
     runs = pd.concat([planted(students=[1e6]), planted(students=[1e7], factors=[1 / 16, 1 / 8, 1 / 4])])
     curves = teacher_curves(runs)
     assert curves["status"].tolist() == ["interior", "at least"]
-    with pytest.raises(DistlawError, match="found 1 interior of 2 students"):
+    with pytest.raises(DistlawError, match="found 1 interior of 2 students .*add larger or smaller teachers"):
         fit_capacity_gap(curves)
+    single = planted(students=[1e6])
+    one_size = teacher_curves(pd.concat([single, single.assign(tokens=single["tokens"] * 2)]))
+    assert (one_size["status"] == "interior").all() and len(one_size) == 2  # one student size, two token counts
+    with pytest.raises(DistlawError, match="found 2 interior of 2 students \\(1 sizes\\): add students of other sizes"):
+        fit_capacity_gap(one_size)
     result = capacity_gap(runs, bootstrap=20)
     assert result.fit is None and "interior optima" in result.reason
     assert result.curves["teacher_star"].tolist() == pytest.approx([2.5e6, 2.5e7 / 4], rel=1e-6)

@@ -214,10 +214,12 @@ def fit_capacity_gap(curves: pd.DataFrame) -> CapacityGapFit:
     s = curves["params"].to_numpy(dtype=float)
     n_sizes = len(np.unique(s[interior]))
     if n_sizes < 2:
+        found = f"found {int(interior.sum())} interior of {len(curves)} students ({n_sizes} sizes)"
+        if len(np.unique(s)) < 2:
+            raise DistlawError(f"the law needs interior optima at two or more student sizes, {found}: add students of other sizes")
         raise DistlawError(
-            f"the law needs interior optima at two or more student sizes, found {int(interior.sum())} "
-            f"interior of {len(curves)} students ({n_sizes} sizes); the others' best teacher is at the edge "
-            "of the teachers tried: add larger or smaller teachers"
+            f"the law needs interior optima at two or more student sizes, {found}; the others' best teacher is at "
+            "the edge of the teachers tried: add larger or smaller teachers"
         )
     line = {k: float(v) for k, v in _lines(s, curves["teacher_star"].to_numpy(dtype=float), interior).items()}
     if line["slope"] <= 0:
