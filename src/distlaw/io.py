@@ -43,15 +43,42 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def process_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` runs on this machine; a dead one, or a zombie nobody reaped, does not."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill(pid, 0)
+    return state not in ("Z", "X")
+
+
+def _remove_abandoned(target: Path) -> None:
+    """Delete temporary directories of ``target`` left by processes that died mid-build (killed)."""
+    for leftover in target.parent.glob(f".{target.name}.*"):
+        pid = leftover.name[len(target.name) + 2 :].split(".", 1)[0]
+        if leftover.is_dir() and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 @contextmanager
 def atomic_directory(path: str | os.PathLike[str], done_marker: str | None = None) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; rename it to ``path`` only if the block succeeds.
 
     With ``done_marker``, losing the rename race to another process whose finished ``path`` holds
-    that file is not an error (both built the same thing)."""
+    that file is not an error (both built the same thing). The temporary directory carries this
+    process's id, so one left by a killed build is deleted by the next build of ``path``."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    _remove_abandoned(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", dir=target.parent))
     try:
         yield tmp
         try:

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from distlaw.errors import DistlawError
+from distlaw.io import process_alive
 from distlaw.lab.config import RunSpec
 from distlaw.runs import validate_runs
 
@@ -122,25 +123,7 @@ class RunRecord:
     @property
     def interrupted(self) -> bool:
         """Left ``running`` by a process that no longer exists (killed or crashed): the next sweep resumes it."""
-        return self.status == "running" and not _alive(self.pid)
-
-
-def _alive(pid: int | None) -> bool:
-    """Whether process ``pid`` runs on this machine; a dead one (or a zombie nobody reaped) left a
-    stale 'running' row."""
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc: trust kill(pid, 0)
-    return state not in ("Z", "X")
+        return self.status == "running" and not process_alive(self.pid)
 
 
 class RunStore:
@@ -251,7 +234,7 @@ class RunStore:
             free = (
                 status == "planned"
                 or (status == "failed" and retry_failed)
-                or (status == "running" and (row["pid"] == pid or not _alive(row["pid"])))
+                or (status == "running" and (row["pid"] == pid or not process_alive(row["pid"])))
             )
             if not free:
                 return False
