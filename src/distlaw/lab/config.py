@@ -92,6 +92,11 @@ class RunSpec(BaseModel):
         """Optimizer steps: ``tokens`` rounded up to whole batches of ``batch_size`` windows of ``seq_len``."""
         return -(-self.tokens // (self.optim.batch_size * self.data.seq_len))
 
+    @property
+    def order_seed(self) -> int:
+        """Seed of the data order: ``data.order_seed`` when set (a teacher cache fixes it), else ``optim.seed``."""
+        return self.optim.seed if self.data.order_seed is None else self.data.order_seed
+
     def key(self) -> str:
         """A stable content hash (name excluded) for deduplication and resume."""
         payload = self.model_dump(exclude={"name"})

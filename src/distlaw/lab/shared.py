@@ -84,10 +84,6 @@ class PrunePlan:
         return "prune:" + self.directory.name
 
 
-def _order_seed(spec: RunSpec) -> int:
-    return spec.optim.seed if spec.data.order_seed is None else spec.data.order_seed
-
-
 def _grouped(specs: list[RunSpec], signature: Callable[[RunSpec], list | None]) -> dict[str, list[RunSpec]]:
     """Specs by the JSON of their signature (None: left out)."""
     groups: dict[str, list[RunSpec]] = {}
@@ -107,7 +103,7 @@ def cache_plans(runs_dir: Path, specs: list[RunSpec]) -> dict[str, CachePlan]:
     def signature(spec: RunSpec) -> list | None:
         if spec.teacher is None or spec.distill.cache_k is None:
             return None
-        return [spec.teacher, spec.data.model_dump(), _order_seed(spec), spec.distill.cache_k, spec.distill.temperature, spec.optim.batch_size]
+        return [spec.teacher, spec.data.model_dump(), spec.order_seed, spec.distill.cache_k, spec.distill.temperature, spec.optim.batch_size]
 
     plans: dict[str, CachePlan] = {}
     for sig, runs in _grouped(specs, signature).items():

@@ -110,15 +110,14 @@ class TeacherCache:
     def check_compatible(self, data: TokenData, spec: RunSpec, rows: int) -> None:
         """The run must read the same tokens, in the same order, at the cache's temperature."""
         m, where = self.manifest, self.directory
-        seed = spec.optim.seed if spec.data.order_seed is None else spec.data.order_seed
         if m["vocab_size"] != data.vocab_size:
             raise DistlawError(f"teacher cache {where}: vocabulary {m['vocab_size']} differs from the student's {data.vocab_size}")
         if m["data_key"] != data.key:
             raise DistlawError(f"teacher cache {where}: built on other data ({m['corpus']}, tokenizer {m['tokenizer']})")
         if m["seq_len"] != spec.data.seq_len:
             raise DistlawError(f"teacher cache {where}: seq_len {m['seq_len']} differs from the run's {spec.data.seq_len}")
-        if m["order_seed"] != seed:
-            raise DistlawError(f"teacher cache {where}: built for data order seed {m['order_seed']}, the run uses {seed} (set data.order_seed)")
+        if m["order_seed"] != spec.order_seed:
+            raise DistlawError(f"teacher cache {where}: built for data order seed {m['order_seed']}, the run uses {spec.order_seed} (set data.order_seed)")
         if m["temperature"] != spec.distill.temperature:
             raise DistlawError(f"teacher cache {where}: built at temperature {m['temperature']}, the run uses {spec.distill.temperature}")
         if m["rows"] < rows:

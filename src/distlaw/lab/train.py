@@ -235,7 +235,6 @@ def _train(spec: RunSpec, run_dir: Path, ctx: distributed.Context, start_time: f
     if spec.shape.vocab_size != data.vocab_size:
         raise DistlawError(f"run {spec.name}: model vocabulary {spec.shape.vocab_size} differs from the tokenizer's {data.vocab_size}")
     steps = spec.steps
-    seed = spec.optim.seed if spec.data.order_seed is None else spec.data.order_seed
     teacher = TeacherSource(spec, data, ctx, teacher_dir, teacher_cache, steps, shard_teacher) if spec.kind == "distilled" else None
     val = data.val_windows(seq_len, spec.eval_tokens)
 
@@ -257,7 +256,7 @@ def _train(spec: RunSpec, run_dir: Path, ctx: distributed.Context, start_time: f
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, steps, spec.optim)
             rows = slice(step * batch_size + local.start, step * batch_size + local.stop)
-            inputs, labels = load_batch(data, rows, seq_len, seed, ctx.device)
+            inputs, labels = load_batch(data, rows, seq_len, spec.order_seed, ctx.device)
             targets = teacher.targets(inputs, rows, ctx) if teacher is not None else None
             loss = train_step(student, optimizer, inputs, labels, targets, spec, ctx.device)
             step += 1
