@@ -22,6 +22,8 @@ from distlaw.lab import corpus
 from distlaw.lab.protocols import SweepConfig, expand, train_flops
 from distlaw.lab.shared import cache_plans, execute_cache, execute_prune, is_shared_job, prune_plans, teacher_dir
 from distlaw.store import PlannedRun, RunRecord, RunStore
+
+
 @dataclass(frozen=True)
 class PlanSummary:
     """What ``plan_sweep`` put in the store."""
@@ -63,20 +65,18 @@ def plan_totals(runs: list[PlannedRun]) -> dict[str, dict[str, float]]:
         row["tokens"] += run.spec.tokens
         row["flops"] += train_flops(run.spec)
     specs = {run.spec.name: run.spec for run in runs}
-    caches = {plan.directory: plan for plan in cache_plans(Path("."), list(specs.values())).values()}.values()
-    if caches:  # a teacher outside the sweep (a checkpoint directory) has no spec here: its FLOPs are not counted
-        totals["teacher caches"] = {
-            "runs": len(caches),
-            "tokens": sum(plan.tokens for plan in caches),
-            "flops": sum(2.0 * specs[p.source].shape.non_embedding_params * p.tokens for p in caches if p.source in specs),
-        }
-    pruned = {plan.directory: plan for plan in prune_plans(Path("."), list(specs.values())).values()}.values()
-    if pruned:  # importance: one forward and backward pass over the calibration tokens
-        totals["pruned students"] = {
-            "runs": len(pruned),
-            "tokens": sum(plan.calibration_tokens for plan in pruned),
-            "flops": sum(6.0 * specs[p.source].shape.non_embedding_params * p.calibration_tokens for p in pruned if p.source in specs),
-        }
+    builds = (  # (label, planner, tokens of a plan, forward-pass equivalents per token)
+        ("teacher caches", cache_plans, lambda plan: plan.tokens, 2.0),  # inference: one forward pass
+        ("pruned students", prune_plans, lambda plan: plan.calibration_tokens, 6.0),  # importance: forward and backward
+    )
+    for label, plans_of, tokens_of, flops_per_param in builds:
+        plans = {plan.directory: plan for plan in plans_of(Path("."), list(specs.values())).values()}.values()
+        if plans:  # a source outside the sweep (a checkpoint directory) has no spec here: its FLOPs are not counted
+            totals[label] = {
+                "runs": len(plans),
+                "tokens": sum(tokens_of(p) for p in plans),
+                "flops": sum(flops_per_param * specs[p.source].shape.non_embedding_params * tokens_of(p) for p in plans if p.source in specs),
+            }
     return totals
 
 
@@ -132,7 +132,7 @@ class _Job:
     """One unit of sweep work: training a run, or a shared build (``distlaw.lab.shared``); ``needs`` first."""
 
     name: str
-    needs: tuple[str, ...]  # jobs or runs; a name that is neither (a teacher directory) is always ready
+    needs: tuple[str, ...]  # runs of the sweep and shared builds
     work: Callable[[bool], str]  # progress -> final status; a partial of a module-level function, so picklable
     priority: tuple[bool, float]  # sorts jobs that unblock others first, then the longest
 
@@ -143,18 +143,22 @@ def _jobs(config: SweepConfig, store_path: Path, records: list[RunRecord], retri
     with RunStore(store_path) as store:
         caches, pruned = cache_plans(store.runs_dir, specs), prune_plans(store.runs_dir, specs)
     blockers = {r.teacher for r in records} | {r.init.source for r in specs if r.init is not None}
+    runs = {r.name for r in records}
+
+    def needs(*names: str | None) -> tuple[str, ...]:  # a source outside the sweep (a directory) is always there
+        return tuple(n for n in names if n is not None and (n in runs or is_shared_job(n)))
+
     jobs: dict[str, _Job] = {}
     for record in (r for r in records if r.status in retried):
         cache, prune = caches.get(record.name), pruned.get(record.name)
         if cache is not None:
-            jobs.setdefault(cache.job, _Job(cache.job, (cache.source,), partial(execute_cache, store_path, cache), (False, 0.0)))
+            jobs.setdefault(cache.job, _Job(cache.job, needs(cache.source), partial(execute_cache, store_path, cache), (False, 0.0)))
         if prune is not None:
-            jobs.setdefault(prune.job, _Job(prune.job, (prune.source,), partial(execute_prune, store_path, prune), (False, 0.0)))
-        needs = (cache.job if cache else record.teacher, prune.job if prune else None)
+            jobs.setdefault(prune.job, _Job(prune.job, needs(prune.source), partial(execute_prune, store_path, prune), (False, 0.0)))
         work = partial(execute_run, store_path, record.name, cache.directory if cache else None, prune.directory if prune else None,
                        config.checkpoint_every, retry_failed=retry_failed)
         priority = (record.name not in blockers, -train_flops(record.spec))
-        jobs[record.name] = _Job(record.name, tuple(n for n in needs if n is not None), work, priority)
+        jobs[record.name] = _Job(record.name, needs(cache.job if cache else record.teacher, prune.job if prune else None), work, priority)
     return sorted(jobs.values(), key=lambda job: job.priority)
 
 
@@ -188,8 +192,8 @@ def run_sweep(
     pending = _jobs(config, store_path, records, retried, retry_failed)
     status.update({job.name: "planned" for job in pending if is_shared_job(job.name)})
 
-    def ready(job: _Job) -> bool:  # a need that is neither a run nor a job is a checkpoint directory
-        return all(status.get(need, "done") == "done" for need in job.needs)
+    def ready(job: _Job) -> bool:
+        return all(status[need] == "done" for need in job.needs)
 
     def settle(name: str, result: str) -> None:
         status[name] = result
