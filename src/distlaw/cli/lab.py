@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
 import typer
 from pydantic import ValidationError
@@ -13,6 +13,9 @@ from pydantic import ValidationError
 from distlaw.cli.common import console, print_json, print_table
 from distlaw.compute import ModelShape
 from distlaw.errors import DistlawError
+
+if TYPE_CHECKING:
+    from distlaw.lab.config import DataConfig
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the RunResult as JSON instead of a table.")]
 ParamsOption = Annotated[Optional[float], typer.Option("--params", "-n", help="Non-embedding parameters N (fixed-aspect-ratio shape).")]
@@ -81,6 +84,16 @@ def _option_error(exc: ValidationError) -> DistlawError:
     """A pydantic validation error as one line naming the option."""
     first = exc.errors()[0]
     return DistlawError(f"invalid option {'.'.join(map(str, first['loc']))}: {first['msg']}")
+
+
+def data_config(corpus: str, tokenizer: str, seq_len: int, cache_dir: Path | None) -> DataConfig:
+    """The corpus options of a command that reads data in the default order (cache-teacher, prune)."""
+    from distlaw.lab.config import DataConfig
+
+    try:
+        return DataConfig(corpus=corpus, tokenizer=tokenizer, seq_len=seq_len, cache_dir=str(cache_dir) if cache_dir else None)
+    except ValidationError as exc:
+        raise _option_error(exc) from None
 
 
 def _count(value: float, flag: str) -> int:
@@ -258,15 +271,11 @@ def cache_teacher(
 
       distlaw cache-teacher --teacher runs/t200k --tokens 2e6 --k 64 --out caches/t200k-k64
     """
-    from distlaw.lab.config import DataConfig
     from distlaw.lab.teacher_cache import build_cache
     from distlaw.lab.train import default_cache
 
     teacher_dir = _teacher_path(teacher, store)
-    try:
-        data_cfg = DataConfig(corpus=corpus, tokenizer=tokenizer, seq_len=seq_len, cache_dir=str(cache_dir) if cache_dir else None)
-    except ValidationError as exc:
-        raise _option_error(exc) from None
+    data_cfg = data_config(corpus, tokenizer, seq_len, cache_dir)
     if temperature <= 0 or batch_size < 1:
         raise DistlawError("--temperature must be positive and --batch-size at least 1")
     manifest = build_cache(teacher_dir, out, data_cfg, default_cache(out), tokens=_count(tokens, "--tokens"), k=k,

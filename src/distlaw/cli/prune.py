@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pydantic import ValidationError
 
 from distlaw.cli.common import console, print_json, print_table
-from distlaw.cli.lab import CacheDirOption, CorpusOption, DeviceOption, QuietOption, SeqLenOption, TokenizerOption
+from distlaw.cli.lab import CacheDirOption, CorpusOption, DeviceOption, QuietOption, SeqLenOption, TokenizerOption, data_config
 from distlaw.errors import DistlawError
 
 
@@ -48,7 +47,6 @@ def prune(
 
       distlaw prune runs/t200k --params 5e4 --corpus my.jsonl --tokenizer runs/t200k --out runs/s50k-init --json
     """
-    from distlaw.lab.config import DataConfig
     from distlaw.lab.pruning import prune_checkpoint
     from distlaw.lab.train import default_cache
 
@@ -58,11 +56,7 @@ def prune(
         raise DistlawError(f"--params {params:g} must be a positive number of parameters")
     if not (math.isfinite(calibration_tokens) and calibration_tokens >= 1):
         raise DistlawError(f"--calibration-tokens {calibration_tokens:g} must be at least 1")
-    try:
-        data_cfg = DataConfig(corpus=corpus, tokenizer=tokenizer, seq_len=seq_len, cache_dir=str(cache_dir) if cache_dir else None)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise DistlawError(f"invalid option {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    data_cfg = data_config(corpus, tokenizer, seq_len, cache_dir)
     record = prune_checkpoint(teacher, out, data_cfg, default_cache(out), sparsity=sparsity,
                               target_params=None if params is None else int(params), calibration_tokens=int(calibration_tokens),
                               batch_size=batch_size, seed=seed, device=device, progress=not quiet)
