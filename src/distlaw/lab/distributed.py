@@ -34,6 +34,11 @@ class Context:
         return slice(self.rank * per, (self.rank + 1) * per)
 
 
+def default_device(device: str | None = None) -> torch.device:
+    """``device``, or CUDA when available, else the CPU."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def setup(device: str | None = None) -> Context:
     """Join the process group the launcher describes (NCCL on GPUs, gloo on CPU) or run alone."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -46,7 +51,7 @@ def setup(device: str | None = None) -> Context:
             torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
         return Context(dist.get_rank(), world, dev)
-    return Context(0, 1, torch.device(device or ("cuda" if use_cuda else "cpu")))
+    return Context(0, 1, default_device(device))
 
 
 def all_reduce_sum(tensor: torch.Tensor, ctx: Context) -> torch.Tensor:

@@ -36,6 +36,7 @@ from transformers import LlamaForCausalLM
 from distlaw.compute import ModelShape
 from distlaw.errors import DistlawError
 from distlaw.io import atomic_directory
+from distlaw.lab import distributed
 from distlaw.lab.config import DataConfig, PruneInit
 from distlaw.lab.data import prepare_data, window_ids
 from distlaw.lab.model import check_vocabulary, count_params, llama_config, load_model, shape_of
@@ -273,7 +274,7 @@ def prune_checkpoint(
         raise DistlawError(f"{out}: already exists; choose a new directory for the pruned model")
     if calibration_tokens < 1 or batch_size < 1:
         raise DistlawError("calibration tokens and batch size must be at least 1")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = distributed.default_device(device)
     with cpu_threads(dev):
         teacher = load_model(teacher_dir, dev)
         teacher_shape = check_prunable(teacher)

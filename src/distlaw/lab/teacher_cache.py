@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 
 from distlaw.errors import DistlawError
 from distlaw.io import atomic_directory
+from distlaw.lab import distributed
 from distlaw.lab.config import DataConfig, RunSpec
 from distlaw.lab.data import TokenData, prepare_data, window_ids
 from distlaw.lab.losses import Teacher
@@ -169,7 +170,7 @@ def build_cache(
     out, teacher_dir = Path(out), Path(teacher_dir)
     if out.exists():
         raise DistlawError(f"{out}: already exists; choose a new directory for the teacher cache")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = distributed.default_device(device)
     with cpu_threads(dev):
         data = prepare_data(data_cfg, default_cache)
         teacher = load_model(teacher_dir, dev)
