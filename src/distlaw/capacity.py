@@ -37,10 +37,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from distlaw.errors import DistlawError
 from distlaw.findings import STUDENT_KEYS
-from distlaw.laws.capacity_gap import PRESETS, CapacityGapCoefficients, CapacityGapLaw, teacher_scale
+from distlaw.intervals import central_interval
+from distlaw.laws.capacity_gap import (
+    PRESETS,
+    CapacityGapCoefficients,
+    CapacityGapLaw,
+    optimal_student,
+    optimal_teacher,
+    student_scale,
+    teacher_scale,
+)
 
 MIN_TEACHERS = 3  # a quadratic has three coefficients
 HANKEL = np.array([[0, 1, 2], [1, 2, 3], [2, 3, 4]])  # normal matrix entry (j, k) is the moment sum w u^(j+k)
@@ -238,27 +248,19 @@ class CapacityBootstrap:
 
     def teacher_intervals(self, confidence: float = 0.95) -> pd.DataFrame:
         """teacher_star_lo, teacher_star_hi (percentiles) and interior_share (of the fitted resamples) per student."""
-        lo, hi = _percentiles(self.teacher_star, confidence)
+        lo, hi = central_interval(self.teacher_star, confidence)
         with np.errstate(invalid="ignore"):
             share = self.interior.sum(axis=0) / np.isfinite(self.teacher_star).sum(axis=0)
         return pd.DataFrame({"teacher_star_lo": lo, "teacher_star_hi": hi, "interior_share": share})
 
     def law_intervals(self, confidence: float = 0.95) -> dict[str, tuple[float, float]]:
         """Percentile intervals of slope, intercept and slope_origin (over resamples with a law)."""
-        return {k: tuple(float(v) for v in _percentiles(self.lines[k], confidence)) for k in ("slope", "intercept", "slope_origin")}
+        return {k: tuple(float(v) for v in central_interval(self.lines[k], confidence)) for k in ("slope", "intercept", "slope_origin")}
 
     def laws(self) -> list[CapacityGapLaw]:
         """Resampled laws with a positive slope (the ones :class:`CapacityGapLaw` admits)."""
         keep = self.lines["slope"] > 0
         return [CapacityGapLaw(slope=s, intercept=i) for s, i in zip(self.lines["slope"][keep], self.lines["intercept"][keep])]
-
-
-def _percentiles(draws: np.ndarray, confidence: float) -> np.ndarray:
-    tail = (1 - confidence) / 2
-    finite = np.isfinite(draws).any(axis=0)
-    if not np.all(finite):
-        draws = np.where(finite, draws, 0.0)
-    return np.where(finite, np.nanquantile(draws, [tail, 1 - tail], axis=0), np.nan)
 
 
 def bootstrap_capacity(runs: pd.DataFrame, resamples: int, seed: int = 0) -> CapacityBootstrap:
@@ -363,3 +365,22 @@ def _plot_law(ax: Any, result: CapacityGapResult) -> None:
         ax.plot(s[t > 0], t[t > 0], color="C1", lw=1, label=f"fit: T* = {law.slope:.3g} S {law.intercept:+.3g}")
     ax.set(xscale="log", yscale="log", xlabel="student parameters S", ylabel="optimal teacher T*", title="law of capacity gap")
     ax.legend(fontsize=7)
+
+
+def predict_sizes(law: CapacityGapCoefficients, student: ArrayLike | None = None, teacher: ArrayLike | None = None,
+                  confidence: float = 0.95) -> list[dict[str, float]]:
+    """Rows {student_params, teacher_params[, lo, hi]}: the optimal teacher of each ``student`` size, or
+    the student each ``teacher`` suits best; intervals are percentiles over the law's bootstrap samples."""
+    if student is not None:
+        given, wanted, values, line = "student_params", "teacher_params", optimal_teacher(student, law.law), teacher_scale
+    else:
+        given, wanted, values, line = "teacher_params", "student_params", optimal_student(teacher, law.law), student_scale
+    sizes = np.asarray(student if student is not None else teacher, dtype=float)
+    rows: list[dict[str, float]] = [{given: float(x), wanted: float(y)} for x, y in zip(sizes, values)]
+    if law.bootstrap:
+        slope = np.array([s.slope for s in law.bootstrap])[:, None]
+        intercept = np.array([s.intercept for s in law.bootstrap])[:, None]
+        lo, hi = central_interval(line(sizes, slope, intercept), confidence)
+        for row, a, b in zip(rows, lo, hi):
+            row["lo"], row["hi"] = float(a), float(b)
+    return rows

@@ -155,6 +155,7 @@ def predict(
 
       distlaw capacity predict --teacher 7e9
     """
+    from distlaw.capacity import predict_sizes
     from distlaw.laws.capacity_gap import load_capacity_law
 
     if (student is None) == (teacher is None):
@@ -163,7 +164,7 @@ def predict(
         raise DistlawError("give --coefficients or --preset, not both")
     source = str(coefficients) if coefficients is not None else preset or "zhang2023"
     law = load_capacity_law(source)
-    rows = _predictions(law, student, teacher, confidence)
+    rows = predict_sizes(law, student, teacher, confidence)
     if json_output:
         print_json({"law": law.law.as_dict(), "source": source, "predictions": rows})
         return
@@ -171,27 +172,6 @@ def predict(
     columns = [f"{given} params", f"optimal {wanted}", *([f"{confidence:.0%} interval"] if law.bootstrap else [])]
     table = [[r[f"{given}_params"], r[f"{wanted}_params"], *([_interval(r["lo"], r["hi"])] if law.bootstrap else [])] for r in rows]
     print_table(f"law of capacity gap: T* = {law.law.slope:.4g} S {law.law.intercept:+.4g} ({source})", columns, table)
-
-
-def _predictions(law: Any, student: Optional[list[float]], teacher: Optional[list[float]], confidence: float) -> list[dict[str, Any]]:
-    """Rows {student_params, teacher_params[, lo, hi]}; intervals are percentiles over the law's bootstrap samples."""
-    from distlaw.laws.capacity_gap import optimal_student, optimal_teacher, student_scale, teacher_scale
-
-    if student is not None:
-        given, wanted, values, line = "student_params", "teacher_params", optimal_teacher(student, law.law), teacher_scale
-    else:
-        given, wanted, values, line = "teacher_params", "student_params", optimal_student(teacher, law.law), student_scale
-    sizes = np.asarray(student if student is not None else teacher, dtype=float)
-    rows: list[dict[str, Any]] = [{given: float(x), wanted: float(y)} for x, y in zip(sizes, values)]
-    if law.bootstrap:
-        slope = np.array([s.slope for s in law.bootstrap])[:, None]
-        intercept = np.array([s.intercept for s in law.bootstrap])[:, None]
-        draws = line(sizes, slope, intercept)
-        tail = (1 - confidence) / 2
-        lo, hi = np.quantile(draws, [tail, 1 - tail], axis=0)
-        for row, a, b in zip(rows, lo, hi):
-            row["lo"], row["hi"] = float(a), float(b)
-    return rows
 
 
 def register(app: typer.Typer) -> None:

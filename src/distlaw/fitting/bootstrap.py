@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from distlaw.intervals import central_interval
+
 
 def resample_weights(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     """``(k, n)`` integer weights: row j counts how often each run appears in resample j."""
@@ -24,9 +26,7 @@ def resample_weights(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
 
 def percentile_intervals(samples: np.ndarray, names: Sequence[str], level: float) -> dict[str, tuple[float, float]]:
     """Equal-tailed percentile intervals of each column of ``samples`` (natural space)."""
-    tail = 100.0 * (1.0 - level) / 2.0
-    lo = np.nanpercentile(samples, tail, axis=0)
-    hi = np.nanpercentile(samples, 100.0 - tail, axis=0)
+    lo, hi = central_interval(samples, level)
     return {name: (float(a), float(b)) for name, a, b in zip(names, lo, hi)}
 
 

@@ -10,22 +10,14 @@ arXiv 2502.08606, App. F, and Besiroglu et al. 2024 do). Two questions get two a
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from distlaw.intervals import central_interval
 from distlaw.planning.planner import ExistingTeacher, Planner, Recipes
 
 RECIPE_FIELDS = ("student_tokens", "teacher_params", "teacher_tokens", "teacher_loss", "student_loss")
-
-
-def band(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """The central ``level`` interval over axis 0, ignoring NaN samples (NaN where all are NaN)."""
-    q = (1.0 - level) / 2.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: a quantity the recipe does not have
-        return np.nanquantile(samples, q, axis=0), np.nanquantile(samples, 1.0 - q, axis=0)
 
 
 @dataclass(frozen=True)
@@ -75,7 +67,7 @@ def recipe_intervals(
         samples = sampled.solve_existing(ns, c, teacher, recipes.scenario)
     return Intervals(
         level=level,
-        recipe={f: band(getattr(samples, f), level) for f in RECIPE_FIELDS},
-        recipe_loss=band(recipe_loss_samples(sampled, recipes), level),
-        supervised_loss=band(sampled.supervised(ns, c).loss, level),
+        recipe={f: central_interval(getattr(samples, f), level) for f in RECIPE_FIELDS},
+        recipe_loss=central_interval(recipe_loss_samples(sampled, recipes), level),
+        supervised_loss=central_interval(sampled.supervised(ns, c).loss, level),
     )
