@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,3 +48,13 @@ def chinchilla_csv() -> Path:
 # CI machines are shared and slow: property tests are judged on correctness, not speed.
 settings.register_profile("distlaw", deadline=None, max_examples=100)
 settings.load_profile("distlaw")
+
+
+def require_service(available: bool, reason: str) -> None:
+    """Skip a test whose service (Slurm, Chromium, ...) is absent, with a one-line reason; in CI
+    (CI=true) fail instead, since .ci/run must have started every service the tests need."""
+    if available:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI: {reason}", pytrace=False)
+    pytest.skip(reason)

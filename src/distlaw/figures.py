@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from distlaw.errors import DistlawError
-from distlaw.io import atomic_path
+from distlaw.io import atomic_path, check_output_path
 
 FORMATS = (".png", ".pdf", ".svg")
 
@@ -32,9 +31,8 @@ def plain_log_ticks(ax: Any) -> None:
 
 
 def check_plot_path(path: str | os.PathLike[str]) -> None:
-    """Reject an unsupported figure suffix before any work is done."""
-    if Path(path).suffix.lower() not in FORMATS:
-        raise DistlawError(f"{path}: the figure must end in {', '.join(FORMATS)}")
+    """Reject an unsupported figure suffix, a folder or a missing parent folder before any work is done."""
+    check_output_path(path, FORMATS, "figure")
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str]) -> None:

@@ -43,6 +43,24 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def check_output_path(path: str | os.PathLike[str], suffixes: tuple[str, ...] = (), what: str = "output") -> Path:
+    """Refuse an output file before any work is done: a wrong suffix, a directory, a missing parent.
+
+    File outputs (tables, JSON, figures, reports) need an existing folder: a typo in a path is an
+    error, not a new folder tree. Run directories and stores create their parents (see their docs)."""
+    p = Path(path)
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise DistlawError(f"{p}: the {what} must end in {', '.join(suffixes)}")
+    if p.is_dir():
+        raise DistlawError(f"{p}: is a folder; give a file name for the {what}")
+    parent = p.parent
+    if not parent.is_dir():
+        raise DistlawError(f"{p}: folder {parent} does not exist (create it first)")
+    if not os.access(parent, os.W_OK):
+        raise DistlawError(f"{p}: folder {parent} is not writable")
+    return p
+
+
 def process_alive(pid: int | None) -> bool:
     """Whether process ``pid`` runs on this machine; a dead one, or a zombie nobody reaped, does not."""
     if pid is None:

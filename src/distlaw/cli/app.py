@@ -7,9 +7,16 @@ DistlawError (bad input) becomes one line on stderr and exit code 2, never a tra
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 
 import typer
+from rich.markup import escape
+
+try:  # typer >= 0.20 vendors click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from distlaw.cli import capacity, demo, density, fit, lab, plan, predict, prune, report, sweep
 from distlaw.cli.common import err_console
@@ -66,13 +73,46 @@ def _root(
     """Distillation scaling laws for language models."""
 
 
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _fail(message: str, code: int) -> None:
+    err_console.print(f"[bold red]error:[/] {_one_line(message)}", highlight=False, soft_wrap=True, markup=True)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point. Usage errors exit 2 (typer); a DistlawError prints one line and exits 2."""
+    """Console entry point: every ending is an answer or one line on stderr.
+
+    Bad input (a DistlawError, a usage error such as an unknown flag, with click's "did you mean"
+    hint kept) exits 2; an operating-system error (disk full, permission denied) exits 2 naming the
+    file; Ctrl-C exits 130. Anything else is a bug in distlaw: one line, exit 1, and the traceback
+    only with DISTLAW_TRACEBACK=1.
+    """
     try:
-        app(args=argv, prog_name="distlaw")
+        code = app(args=argv, prog_name="distlaw", standalone_mode=False)
     except DistlawError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(escape(str(exc)), 2)
+    except NoArgsIsHelpError:
+        sys.exit(0)  # `distlaw` or a bare group: its help is already printed
+    except UsageError as exc:
+        where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        _fail(escape(f"{where}{exc.format_message()}{hint}"), 2)
+    except ClickException as exc:
+        _fail(escape(exc.format_message()), exc.exit_code or 2)
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted", 130)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(escape(f"{where}{exc.strerror or exc}"), 2)
+    except Exception as exc:  # the last resort: a bug, still one line
+        if os.environ.get("DISTLAW_TRACEBACK"):
+            raise
+        _fail(escape(f"internal error ({type(exc).__name__}: {exc}); please report it, "
+                     "with the traceback that DISTLAW_TRACEBACK=1 prints"), 1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
