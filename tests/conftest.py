@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+
+# One thread for BLAS/OpenMP in the tests and every process they start: results that depend on the
+# reduction order (fits, training) then mean the same on every machine. Set before numpy loads.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 from dataclasses import dataclass
 from pathlib import Path
 
