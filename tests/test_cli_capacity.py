@@ -69,7 +69,7 @@ def test_fit_table_writes_law_and_plot_then_predict_uses_it(cli, runs_csv, tmp_p
     assert "interior" in r.stdout and "Zhang" in r.stdout and f"wrote {out}" in r.stdout
     assert fig.stat().st_size > 1000
     fit = capacity_gap(read_runs(runs_csv)).fit.law
-    p = cli("capacity", "predict", "--student", "1e9", "-s", "2e7", "-c", out, "--json")
+    p = cli("capacity", "predict", "--student", "1e9", "-n", "2e7", "-c", out, "--json")
     assert p.code == 0, p.stderr
     rows = p.json()["predictions"]
     assert [row["teacher_params"] for row in rows] == pytest.approx([fit.slope * s + fit.intercept for s in (1e9, 2e7)], rel=1e-12)
@@ -77,13 +77,13 @@ def test_fit_table_writes_law_and_plot_then_predict_uses_it(cli, runs_csv, tmp_p
 
 
 def test_predict_defaults_to_zhang(cli):
-    r = cli("capacity", "predict", "-s", "1e6", "-s", "1e12", "--json")
+    r = cli("capacity", "predict", "-n", "1e6", "-n", "1e12", "--json")
     assert r.code == 0, r.stderr
     assert r.json()["source"] == "zhang2023"
     assert [row["teacher_params"] for row in r.json()["predictions"]] == pytest.approx([2.5e6, 2.5e12])
     inverse = cli("capacity", "predict", "--teacher", "7e9", "--preset", "zhang2023", "--json").json()["predictions"]
     assert inverse == [{"teacher_params": 7e9, "student_params": pytest.approx(2.8e9)}]
-    table = cli("capacity", "predict", "-s", "4e8")
+    table = cli("capacity", "predict", "-n", "4e8")
     assert table.code == 0 and "1e+09" in table.stdout
 
 
@@ -121,11 +121,11 @@ def test_bad_runs_are_one_line_and_write_nothing(cli, tmp_path, table, message):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["-s", "1e9", "-t", "1e9"], "give --student or --teacher"),
-        (["-s", "1e9", "--preset", "zhang2023", "-c", "law.json"], "not both"),
-        (["-s", "1e9", "--preset", "zhang"], "unknown capacity-gap preset"),
-        (["-s", "-5"], "student params must be positive"),
-        (["-s", "1e9", "-c", "missing.json"], "cannot read"),
+        (["-n", "1e9", "-t", "1e9"], "give --student or --teacher"),
+        (["-n", "1e9", "--preset", "zhang2023", "-c", "law.json"], "not both"),
+        (["-n", "1e9", "--preset", "zhang"], "unknown capacity-gap preset"),
+        (["-n", "-5"], "student params must be positive"),
+        (["-n", "1e9", "-c", "missing.json"], "cannot read"),
     ],
 )
 def test_predict_errors(cli, args, message):

@@ -22,6 +22,8 @@ arXiv 2502.08606, Sec. 4.3): a smooth optimal teacher per student, then the line
    21-35 runs per student: ~91-93 % of nominal 95 % intervals cover the true T*). A student with
    three runs (one per teacher size) has no resampling spread: its draws are NaN, it joins no
    resampled law, and its interval is NaN. Resamples that keep fewer than three sizes are NaN too.
+   An interval that does not contain its own estimate (a degenerate resample distribution) is NaN
+   as well, with the reason in ``interval_note`` (per student) or ``interval_notes`` (the law).
 
 Teacher scale is ``teacher_params`` alone: teachers of one size trained on different tokens are
 pooled like seeds. Students started from a pruned teacher (a ``pruned_to`` column, as ``distlaw runs
@@ -41,7 +43,7 @@ from numpy.typing import ArrayLike
 
 from distlaw.errors import DistlawError
 from distlaw.findings import STUDENT_KEYS
-from distlaw.intervals import central_interval
+from distlaw.intervals import check_level, interval_around, interval_notes
 from distlaw.laws.capacity_gap import (
     PRESETS,
     CapacityGapCoefficients,
@@ -197,14 +199,21 @@ class CapacityGapFit:
     r2: float
     students: int
     intervals: dict[str, tuple[float, float]] | None = None
+    interval_notes: dict[str, str] = field(default_factory=dict)  # why an interval is (NaN, NaN)
     samples: list[CapacityGapLaw] = field(default_factory=list)
-    confidence: float = 0.95
+    level: float = 0.95
+
+    @property
+    def estimates(self) -> dict[str, float]:
+        """The point estimates the bootstrap intervals must contain."""
+        return {"slope": self.law.slope, "intercept": self.law.intercept, "slope_origin": self.slope_origin}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {**self.law.as_dict(), "slope_origin": self.slope_origin, "r2": self.r2, "students": self.students}
         if self.intervals is not None:
             out["intervals"] = {k: list(v) for k, v in self.intervals.items()}
-            out["confidence"] = self.confidence
+            out["interval_notes"] = dict(self.interval_notes)
+            out["level"] = self.level
             out["bootstrap"] = len(self.samples)
         return out
 
@@ -246,16 +255,27 @@ class CapacityBootstrap:
     interior: np.ndarray  # (B, G) bool
     lines: dict[str, np.ndarray]  # slope, intercept, slope_origin, r2: (B,), NaN without a law
 
-    def teacher_intervals(self, confidence: float = 0.95) -> pd.DataFrame:
-        """teacher_star_lo, teacher_star_hi (percentiles) and interior_share (of the fitted resamples) per student."""
-        lo, hi = central_interval(self.teacher_star, confidence)
+    def teacher_intervals(self, teacher_star: ArrayLike, level: float = 0.95) -> pd.DataFrame:
+        """Per student: teacher_star_lo, teacher_star_hi (percentiles, NaN where they miss the
+        estimate ``teacher_star`` or no resample was fitted), interval_note (why, else None) and
+        interior_share (of the fitted resamples)."""
+        lo, hi, holds = interval_around(teacher_star, self.teacher_star, level)
         with np.errstate(invalid="ignore"):
             share = self.interior.sum(axis=0) / np.isfinite(self.teacher_star).sum(axis=0)
-        return pd.DataFrame({"teacher_star_lo": lo, "teacher_star_hi": hi, "interior_share": share})
+        notes = interval_notes(self.teacher_star, holds)
+        return pd.DataFrame({"teacher_star_lo": lo, "teacher_star_hi": hi, "interval_note": notes, "interior_share": share})
 
-    def law_intervals(self, confidence: float = 0.95) -> dict[str, tuple[float, float]]:
-        """Percentile intervals of slope, intercept and slope_origin (over resamples with a law)."""
-        return {k: tuple(float(v) for v in central_interval(self.lines[k], confidence)) for k in ("slope", "intercept", "slope_origin")}
+    def law_intervals(self, estimates: dict[str, float], level: float = 0.95) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:
+        """Percentile intervals of each of ``estimates`` (slope, intercept, slope_origin) over the
+        resamples with a law, (NaN, NaN) where one misses its estimate; and the reasons for those."""
+        intervals, notes = {}, {}
+        for name, estimate in estimates.items():
+            lo, hi, holds = interval_around(estimate, self.lines[name], level)
+            intervals[name] = (float(lo), float(hi))
+            note = interval_notes(self.lines[name], holds)[0]
+            if note is not None:
+                notes[name] = note
+        return intervals, notes
 
     def laws(self) -> list[CapacityGapLaw]:
         """Resampled laws with a positive slope (the ones :class:`CapacityGapLaw` admits)."""
@@ -298,8 +318,9 @@ class CapacityGapResult:
         }
 
 
-def capacity_gap(runs: pd.DataFrame, bootstrap: int = 0, seed: int = 0, confidence: float = 0.95) -> CapacityGapResult:
-    """Curves, law and (with ``bootstrap`` resamples) intervals; an unfittable law leaves ``fit`` None and says why."""
+def capacity_gap(runs: pd.DataFrame, bootstrap: int = 0, seed: int = 0, level: float = 0.95) -> CapacityGapResult:
+    """Curves, law and (with ``bootstrap`` resamples) ``level`` intervals; an unfittable law leaves ``fit`` None and says why."""
+    check_level(level)
     curves = teacher_curves(runs)
     skipped = _distilled(runs).groupby(STUDENT_KEYS).ngroups - len(curves)
     try:
@@ -309,9 +330,10 @@ def capacity_gap(runs: pd.DataFrame, bootstrap: int = 0, seed: int = 0, confiden
         fit, reason = None, str(exc)
     if bootstrap:
         draws = bootstrap_capacity(runs, bootstrap, seed)
-        curves = pd.concat([curves, draws.teacher_intervals(confidence)], axis=1)
+        curves = pd.concat([curves, draws.teacher_intervals(curves["teacher_star"], level)], axis=1)
         if fit is not None:
-            fit = replace(fit, intervals=draws.law_intervals(confidence), samples=draws.laws(), confidence=confidence)
+            intervals, notes = draws.law_intervals(fit.estimates, level)
+            fit = replace(fit, intervals=intervals, interval_notes=notes, samples=draws.laws(), level=level)
     return CapacityGapResult(curves=curves, fit=fit, reason=reason, skipped=skipped)
 
 
@@ -322,29 +344,50 @@ def plot_capacity(runs: pd.DataFrame, result: CapacityGapResult, path: str | os.
     save_figure(capacity_figure(runs, result), path)
 
 
+MAX_LEGEND_CURVES = 6  # more students than this get a colour bar of ln S instead of a legend entry each
+
+
 def capacity_figure(runs: pd.DataFrame, result: CapacityGapResult) -> Any:
-    """Left: student loss against teacher size per student, fitted quadratics and vertices; right:
-    T* against S with the fitted law and Zhang's T* = 2.5 S (edges drawn as bounds)."""
+    """Left: student loss against teacher size per student, fitted quadratics and vertices (a
+    legend up to MAX_LEGEND_CURVES students, else a colour bar of the student size); right: T*
+    against S with the fitted law and Zhang's preset T* = 2.5 S (edges drawn as bounds)."""
     from distlaw.figures import new_figure, plain_log_ticks
 
     fig, axes = new_figure(2)
     left, right = axes[0]
     means = _distilled(runs).groupby(STUDENT_KEYS + ["teacher_params"], as_index=False)["loss"].mean()
+    colors, colorbar = _student_colors(result.curves)
     for i, curve in result.curves.iterrows():
-        color = f"C{i % 10}"
+        color = colors[i]
         points = means[(means["params"] == curve["params"]) & (means["tokens"] == curve["tokens"])]
         grid = np.geomspace(curve["teacher_min"], curve["teacher_max"], 100)
         left.scatter(points["teacher_params"], points["loss"], s=14, color=color, label=f"S = {curve['params']:.3g}, D = {curve['tokens']:.3g}")
         left.plot(grid, fitted_loss(curve, grid), lw=1, color=color)
         if curve["status"] == "interior":
             left.plot(curve["teacher_star"], curve["loss_star"], marker="*", ms=10, color=color)
-    left.set(xscale="log", xlabel="teacher parameters T", ylabel="student loss", title="student loss vs teacher size (* = smooth T*)")
-    left.legend(fontsize=6)
+    left.set(xscale="log", xlabel="teacher parameters T", ylabel="student loss",
+             title="student loss vs teacher size: fitted quadratics (* = smooth T*)")
+    if colorbar is None:
+        left.legend(fontsize=6)
+    else:
+        fig.colorbar(colorbar, ax=left, label="student parameters S (log scale)")
     plain_log_ticks(left)
     _plot_law(right, result)
     plain_log_ticks(right)
     fig.tight_layout()
     return fig
+
+
+def _student_colors(curves: pd.DataFrame) -> tuple[list[Any], Any]:
+    """One colour per student: the cycle C0.. for few students, else viridis over log S with the
+    ScalarMappable for a colour bar (None when a legend suffices)."""
+    if len(curves) <= MAX_LEGEND_CURVES:
+        return [f"C{i % 10}" for i in range(len(curves))], None
+    from matplotlib import cm, colors
+
+    sizes = curves["params"].to_numpy(dtype=float)
+    mappable = cm.ScalarMappable(norm=colors.LogNorm(sizes.min(), max(sizes.max(), sizes.min() * 1.001)), cmap="viridis")
+    return [mappable.to_rgba(size) for size in sizes], mappable
 
 
 def _plot_law(ax: Any, result: CapacityGapResult) -> None:
@@ -358,29 +401,33 @@ def _plot_law(ax: Any, result: CapacityGapResult) -> None:
             ax.scatter(rows["params"], rows["teacher_star"], marker=markers[status], s=20, color="C0" if status == "interior" else "grey", label=status)
     s = np.geomspace(curves["params"].min() / 1.5, curves["params"].max() * 1.5, 100)
     zhang = PRESETS["zhang2023"]["law"]
-    ax.plot(s, teacher_scale(s, zhang["slope"], zhang["intercept"]), ls="--", color="grey", lw=1, label="Zhang et al.: T* = 2.5 S")
+    ax.plot(s, teacher_scale(s, zhang["slope"], zhang["intercept"]), ls="--", color="grey", lw=1, label="preset (Zhang et al.): T* = 2.5 S")
     if result.fit is not None:
         law = result.fit.law
         t = teacher_scale(s, law.slope, law.intercept)
-        ax.plot(s[t > 0], t[t > 0], color="C1", lw=1, label=f"fit: T* = {law.slope:.3g} S {law.intercept:+.3g}")
-    ax.set(xscale="log", yscale="log", xlabel="student parameters S", ylabel="optimal teacher T*", title="law of capacity gap")
+        ax.plot(s[t > 0], t[t > 0], color="C1", lw=1, label=f"fitted: T* = {law.slope:.3g} S {law.intercept:+.3g}")
+    title = "law of capacity gap: fitted vs preset" if result.fit is not None else "law of capacity gap: preset only (not fitted)"
+    ax.set(xscale="log", yscale="log", xlabel="student parameters S", ylabel="optimal teacher T*", title=title)
     ax.legend(fontsize=7)
 
 
 def predict_sizes(law: CapacityGapCoefficients, student: ArrayLike | None = None, teacher: ArrayLike | None = None,
-                  confidence: float = 0.95) -> list[dict[str, float]]:
-    """Rows {student_params, teacher_params[, lo, hi]}: the optimal teacher of each ``student`` size, or
-    the student each ``teacher`` suits best; intervals are percentiles over the law's bootstrap samples."""
+                  level: float = 0.95) -> list[dict[str, Any]]:
+    """Rows {student_params, teacher_params[, lo, hi, note]}: the optimal teacher of each ``student``
+    size, or the student each ``teacher`` suits best; intervals are ``level`` percentiles over the
+    law's bootstrap samples, NaN (with the reason in ``note``) where one misses its prediction."""
+    check_level(level)
     if student is not None:
         given, wanted, values, line = "student_params", "teacher_params", optimal_teacher(student, law.law), teacher_scale
     else:
         given, wanted, values, line = "teacher_params", "student_params", optimal_student(teacher, law.law), student_scale
     sizes = np.asarray(student if student is not None else teacher, dtype=float)
-    rows: list[dict[str, float]] = [{given: float(x), wanted: float(y)} for x, y in zip(sizes, values)]
+    rows: list[dict[str, Any]] = [{given: float(x), wanted: float(y)} for x, y in zip(sizes, values)]
     if law.bootstrap:
         slope = np.array([s.slope for s in law.bootstrap])[:, None]
         intercept = np.array([s.intercept for s in law.bootstrap])[:, None]
-        lo, hi = central_interval(line(sizes, slope, intercept), confidence)
-        for row, a, b in zip(rows, lo, hi):
-            row["lo"], row["hi"] = float(a), float(b)
+        draws = line(sizes, slope, intercept)
+        lo, hi, holds = interval_around(values, draws, level)
+        for row, a, b, note in zip(rows, lo, hi, interval_notes(draws, holds)):
+            row["lo"], row["hi"], row["note"] = float(a), float(b), note
     return rows

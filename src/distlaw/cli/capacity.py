@@ -12,8 +12,10 @@ import typer
 
 from distlaw.cli.common import console, print_json, print_table
 from distlaw.errors import DistlawError
+from distlaw.intervals import NO_DRAWS_SHORT, check_level, short_note
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+LevelOption = Annotated[float, typer.Option("--level", help="Level of the bootstrap percentile intervals, between 0 and 1.")]
 
 capacity_app = typer.Typer(
     name="capacity",
@@ -37,8 +39,8 @@ def fit(
     runs: Annotated[Path, typer.Argument(help="Runs table (CSV/Parquet); distilled rows need params, tokens, loss, teacher_params.")],
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples of the runs within each student (0: no intervals).")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
-    confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="Level of the percentile intervals.")] = 0.95,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the fitted law (JSON) for `capacity predict`.")] = None,
+    level: LevelOption = 0.95,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the fitted law (.json) for `capacity predict`.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw a figure (.png, .pdf or .svg).")] = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -46,7 +48,7 @@ def fit(
 
     Per student configuration (params, tokens) with distilled runs from 3 or more teacher sizes, the student loss is fitted as a quadratic in ln(teacher size), by least squares on the seed-averaged losses weighted by the number of seeds. Students pruned from their teachers (a pruned_to column, as `distlaw runs export` writes for the prune-distill protocol) count as their target size.
 
-    Columns: S = student params; D = student tokens; teachers = distinct teacher sizes; T* = the smooth optimum, the vertex of the quadratic; interval = its bootstrap percentile interval (runs resampled within the student); optimum = "interior" when the quadratic is convex with its vertex inside the teachers' range, ">= T" when the loss still falls at the largest teacher (T* is at least that teacher), "<= T" when it rises from the smallest (T* is at most that teacher); argmin = the raw argmin, the teacher with the lowest seed-averaged loss; L(T*) = the fitted student loss at T*.
+    Columns: S = student params; D = student tokens; teachers = distinct teacher sizes; T* = the smooth optimum, the vertex of the quadratic; interval = its bootstrap percentile interval (runs resampled within the student; "none (degenerate)" where the resamples' interval would not contain T* itself, "none (no resamples)" where a student has one run per teacher size); optimum = "interior" when the quadratic is convex with its vertex inside the teachers' range, ">= T" when the loss still falls at the largest teacher (T* is at least that teacher), "<= T" when it rises from the smallest (T* is at most that teacher); argmin = the raw argmin, the teacher with the lowest seed-averaged loss; L(T*) = the fitted student loss at T*.
 
     The law is fitted by least squares over the interior optima (as Zhang et al., Fig. 4), also through the origin (T* = slope S, Zhang's form: slope ~ 2.5), with R^2 and bootstrap intervals. With fewer than two interior optima the curves are still shown, with the reason (and --out is an error).
 
@@ -57,14 +59,18 @@ def fit(
       distlaw capacity fit runs.csv --bootstrap 2000 --out capacity.json --plot capacity.png --json
     """
     from distlaw.capacity import capacity_gap
+    from distlaw.io import check_output_path
     from distlaw.runs import read_runs
 
+    check_level(level)
+    if out is not None:
+        check_output_path(out, (".json",), "capacity-gap law")
     if plot is not None:
         from distlaw.figures import check_plot_path
 
         check_plot_path(plot)
     table = read_runs(runs)
-    result = capacity_gap(table, bootstrap=bootstrap, seed=seed, confidence=confidence)
+    result = capacity_gap(table, bootstrap=bootstrap, seed=seed, level=level)
     if out is not None:
         if result.fit is None:
             raise DistlawError(f"{result.reason}; no law to write to {out}")
@@ -76,7 +82,7 @@ def fit(
     if json_output:
         print_json({**result.to_dict(), "out": None if out is None else str(out)})
         return
-    _print_curves(result.curves, confidence)
+    _print_curves(result.curves, level)
     if result.skipped:
         console.print(f"{result.skipped} student configuration(s) with fewer than 3 teacher sizes left out")
     if result.fit is None:
@@ -92,10 +98,10 @@ def _size(value: float) -> str:
     return f"{value:.3g}".replace("e+0", "e").replace("e+", "e")
 
 
-def _interval(lo: float | None, hi: float | None, show: Callable[[float], str] = "{:.4g}".format) -> str:
-    """lo..hi, or "-" where the bootstrap gave none (NaN: too few runs to resample)."""
-    if lo is None or not (np.isfinite(lo) and np.isfinite(hi)):
-        return "-"
+def _interval(lo: float, hi: float, note: str | None, show: Callable[[float], str] = "{:.4g}".format) -> str:
+    """lo..hi, or the short reason why there is none (a degenerate bootstrap, or no resamples)."""
+    if note is not None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return short_note(note) or NO_DRAWS_SHORT
     return f"{show(lo)}..{show(hi)}"
 
 
@@ -108,12 +114,12 @@ def _optimum_label(curve: pd.Series) -> str:
     return "interior"
 
 
-def _print_curves(curves: pd.DataFrame, confidence: float) -> None:
+def _print_curves(curves: pd.DataFrame, level: float) -> None:
     has_interval = "teacher_star_lo" in curves
-    columns = ["S", "D", "teachers", "T*", *([f"{confidence:.0%} interval"] if has_interval else []), "optimum", "argmin", "L(T*)"]
+    columns = ["S", "D", "teachers", "T*", *([f"{level:.0%} interval"] if has_interval else []), "optimum", "argmin", "L(T*)"]
     rows = [
         [_size(r["params"]), _size(r["tokens"]), r["teachers"], _size(r["teacher_star"])]
-        + ([_interval(r["teacher_star_lo"], r["teacher_star_hi"], _size)] if has_interval else [])
+        + ([_interval(r["teacher_star_lo"], r["teacher_star_hi"], r["interval_note"], _size)] if has_interval else [])
         + [_optimum_label(r), _size(r["argmin_teacher"]), r["loss_star"]]
         for _, r in curves.iterrows()
     ]
@@ -121,56 +127,61 @@ def _print_curves(curves: pd.DataFrame, confidence: float) -> None:
 
 
 def _print_law(law: dict[str, Any]) -> None:
-    intervals = law.get("intervals", {})
+    intervals, notes = law.get("intervals", {}), law.get("interval_notes", {})
+
+    def shown(name: str) -> str:
+        return _interval(*intervals[name], notes.get(name)) if name in intervals else ""
+
     rows = [
-        ["T* = slope S + intercept: slope", law["slope"], _interval(*intervals.get("slope", (None, None)))],
-        ["intercept (params)", law["intercept"], _interval(*intervals.get("intercept", (None, None)))],
-        ["through the origin: slope", law["slope_origin"], _interval(*intervals.get("slope_origin", (None, None)))],
+        ["T* = slope S + intercept: slope", law["slope"], shown("slope")],
+        ["intercept (params)", law["intercept"], shown("intercept")],
+        ["through the origin: slope", law["slope_origin"], shown("slope_origin")],
         ["R^2", law["r2"], ""],
         ["interior optima used", law["students"], ""],
     ]
-    title = "law of capacity gap" + (f" ({law['confidence']:.0%} intervals, {law['bootstrap']} usable resamples)" if intervals else "")
+    title = "law of capacity gap" + (f" ({law['level']:.0%} intervals, {law['bootstrap']} usable resamples)" if intervals else "")
     print_table(title, ["quantity", "value", "interval"], rows)
     console.print("Zhang et al. 2023 (arXiv 2311.07052): T* ~ 2.5 S", highlight=False)
 
 
 @capacity_app.command("predict")
 def predict(
-    student: Annotated[Optional[list[float]], typer.Option("--student", "-s", help="Student size S (repeatable).")] = None,
+    student: Annotated[Optional[list[float]], typer.Option("--student", "-n", help="Student size S (repeatable).")] = None,
     teacher: Annotated[Optional[list[float]], typer.Option("--teacher", "-t", help="Teacher size T, for the inverse (repeatable).")] = None,
     coefficients: Annotated[Optional[Path], typer.Option("--coefficients", "-c", help="Law JSON from `capacity fit --out`.")] = None,
     preset: Annotated[Optional[str], typer.Option(help="Published law: zhang2023 (T* = 2.5 S), the default.")] = None,
-    confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="Level of the intervals (fitted laws with bootstrap samples).")] = 0.95,
+    level: LevelOption = 0.95,
     json_output: JsonOption = False,
 ) -> None:
     """The optimal teacher size T* = slope S + intercept for student sizes S, or (--teacher) the student size a teacher suits best, S* = (T - intercept) / slope.
 
-    The law comes from --coefficients (a `distlaw capacity fit --out` file; sizes in that runs table's unit, intervals from its bootstrap samples) or --preset zhang2023 (T* = 2.5 S, Zhang et al. 2023, arXiv 2311.07052; unit-free), the default.
+    The law comes from --coefficients (a `distlaw capacity fit --out` file; sizes in that runs table's unit, intervals from its bootstrap samples) or --preset zhang2023 (T* = 2.5 S, Zhang et al. 2023, arXiv 2311.07052; unit-free), the default. An interval that would not contain its own prediction (degenerate bootstrap samples) is shown as "none (degenerate)" (JSON: null lo and hi, the reason in note).
 
     Examples:
 
       distlaw capacity predict --student 1e9
 
-      distlaw capacity predict -s 1.2e8 -s 3.5e8 -c capacity.json --json
+      distlaw capacity predict -n 1.2e8 -n 3.5e8 -c capacity.json --level 0.9 --json
 
       distlaw capacity predict --teacher 7e9
     """
     from distlaw.capacity import predict_sizes
     from distlaw.laws.capacity_gap import load_capacity_law
 
+    check_level(level)
     if (student is None) == (teacher is None):
         raise DistlawError("give --student or --teacher sizes (not both)")
     if coefficients is not None and preset is not None:
         raise DistlawError("give --coefficients or --preset, not both")
     source = str(coefficients) if coefficients is not None else preset or "zhang2023"
     law = load_capacity_law(source)
-    rows = predict_sizes(law, student, teacher, confidence)
+    rows = predict_sizes(law, student, teacher, level)
     if json_output:
         print_json({"law": law.law.as_dict(), "source": source, "predictions": rows})
         return
     given, wanted = ("student", "teacher") if student is not None else ("teacher", "student")
-    columns = [f"{given} params", f"optimal {wanted}", *([f"{confidence:.0%} interval"] if law.bootstrap else [])]
-    table = [[r[f"{given}_params"], r[f"{wanted}_params"], *([_interval(r["lo"], r["hi"])] if law.bootstrap else [])] for r in rows]
+    columns = [f"{given} params", f"optimal {wanted}", *([f"{level:.0%} interval"] if law.bootstrap else [])]
+    table = [[r[f"{given}_params"], r[f"{wanted}_params"], *([_interval(r["lo"], r["hi"], r["note"])] if law.bootstrap else [])] for r in rows]
     print_table(f"law of capacity gap: T* = {law.law.slope:.4g} S {law.law.intercept:+.4g} ({source})", columns, table)
 
 
