@@ -126,6 +126,30 @@ class ModelShape(BaseModel):
         return best
 
 
+SIZE_TOLERANCE = 0.10  # a model built more than 10 % away from its parameter target is worth a warning
+
+
+def short_count(value: float) -> str:
+    """``5000 -> "5e3"``, ``20904 -> "20,904"``: a count as a user would type it when it is round."""
+    mantissa, exponent = f"{value:.2e}".split("e")
+    if abs(value) >= 1e3 and float(f"{mantissa}e{exponent}") == value:
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4g}"
+
+
+def size_note(requested: float, built: int) -> str:
+    """``"requested 5e3, built 3,136 non-embedding parameters"``: what a size target turned into."""
+    return f"requested {short_count(requested)}, built {built:,} non-embedding parameters"
+
+
+def size_warning(requested: float, built: int, tolerance: float = SIZE_TOLERANCE) -> str | None:
+    """The note with how far off, when the built model misses its target by more than ``tolerance``."""
+    miss = built / requested - 1
+    if abs(miss) <= tolerance:
+        return None
+    return f"{size_note(requested, built)} ({miss:+.0%} off the target: shapes are whole layers and widths)"
+
+
 FlopsForm = Literal["simple", "paper"]
 
 

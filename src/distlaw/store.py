@@ -126,15 +126,32 @@ class RunRecord:
         return self.status == "running" and not process_alive(self.pid)
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_store(path: Path, create: bool = True) -> Path:
+    """Refuse what cannot be a run store before it is opened: a folder, a file of another kind, or (with
+    ``create=False``) a missing file. A new store may create its parent folders."""
+    if path.is_dir():
+        raise DistlawError(f"{path}: is a folder; a run store is a SQLite file (e.g. RUNS.db)")
+    if path.suffix.lower() in (".csv", ".parquet", ".toml", ".json"):
+        raise DistlawError(f"{path}: a run store is a SQLite file (e.g. RUNS.db), not {path.suffix}")
+    if not path.exists():
+        if not create:
+            raise DistlawError(f"{path}: no such run store (plan a sweep into it first)")
+        return path
+    with path.open("rb") as fh:
+        header = fh.read(len(SQLITE_HEADER))
+    if header and header != SQLITE_HEADER:
+        raise DistlawError(f"{path}: not a SQLite file, so not a run store")
+    return path
+
+
 class RunStore:
     """A SQLite run store at ``path``; ``create=False`` makes a missing file a DistlawError."""
 
     def __init__(self, path: str | os.PathLike[str], create: bool = True) -> None:
-        self.path = Path(path)
-        if not create and not self.path.is_file():
-            raise DistlawError(f"{self.path}: no such run store (plan a sweep into it first)")
-        if self.path.suffix.lower() in (".csv", ".parquet", ".toml", ".json"):
-            raise DistlawError(f"{self.path}: a run store is a SQLite file (e.g. RUNS.db), not {self.path.suffix}")
+        self.path = check_store(Path(path), create)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
@@ -308,6 +325,16 @@ class RunStore:
         for row in rows:
             out.setdefault(row["name"], []).append((row["protocol"], row["role"]))
         return out
+
+    def sweeps(self) -> list[str]:
+        """Names of the sweeps planned into the store, in name order."""
+        return [row[0] for row in self._db.execute("SELECT DISTINCT sweep FROM members ORDER BY sweep").fetchall()]
+
+    def check_sweep(self, sweep: str) -> None:
+        """Refuse a sweep that was never planned into this store, naming the ones that were."""
+        if sweep not in self.sweeps():
+            planned = ", ".join(self.sweeps()) or "none"
+            raise DistlawError(f"{self.path}: sweep '{sweep}' was never planned into this store (planned: {planned}); run `distlaw sweep plan` first")
 
     def counts(self, sweep: str | None = None) -> dict[str, int]:
         """Number of runs in each status."""

@@ -9,6 +9,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from distlaw.compute import size_warning
 from distlaw.io import to_jsonable
 
 console = Console()
@@ -38,3 +39,10 @@ def fmt(value: Any) -> str:
             return f"{v:.4g}"
         return f"{v:.4f}"
     return str(value)
+
+
+def warn_size(requested: float | None, built: int) -> None:
+    """A one-line ``warning:`` on stderr when a model misses its parameter target by more than 10 %."""
+    note = size_warning(requested, built) if requested is not None else None
+    if note is not None:
+        err_console.print(f"[bold yellow]warning:[/] {note}", highlight=False, soft_wrap=True)

@@ -35,13 +35,13 @@ def parse_fix(items: list[str] | None) -> dict[str, float]:
 
 
 @contextmanager
-def _progress_bar() -> Iterator[Any]:
-    """A rich progress bar on stderr (only on a terminal); yields the fitter's progress callback."""
+def _progress_bar(quiet: bool) -> Iterator[Any]:
+    """A rich progress bar on stderr (only on a terminal, and not with --quiet); yields the fitter's progress callback."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f}"),
-        TimeElapsedColumn(), console=err_console, transient=True, disable=not err_console.is_terminal,
+        TimeElapsedColumn(), console=err_console, transient=True, disable=quiet or not err_console.is_terminal,
     ) as bar:
         task = bar.add_task("fitting", total=1)
 
@@ -62,7 +62,8 @@ def fit(
     coefficients: Annotated[Optional[str], typer.Option("--coefficients", "-c", help="Preset or coefficients JSON giving Ltilde_S for the distillation fit (default: the supervised law fitted to this table).")] = None,
     grid: Annotated[str, typer.Option("--grid", help="Start grid: paper (LAWS.md sec. 3; 216,000 distillation starts), epoch (Chinchilla replication, supervised), coarse (quick).")] = "paper",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resampling.")] = 0,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the fitted coefficients JSON here (distlaw.laws.Coefficients schema, with bootstrap samples).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the fitted coefficients JSON here (distlaw.laws.Coefficients schema, with bootstrap samples); its folder must exist.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON: per law {coefficients, intervals, metrics, warnings, fit}.")] = False,
 ) -> None:
     """Fit the laws to your runs: supervised Eq. 1 and distillation Eq. 8 (Busbridge et al. 2025).
@@ -77,7 +78,7 @@ def fit(
 
       distlaw fit distilled.csv --law distillation --coefficients busbridge2025 --holdout-below 2.3
     """
-    from distlaw.fitting import fit_runs
+    from distlaw.io import check_output_path
     from distlaw.laws import load_coefficients
     from distlaw.runs import read_runs
 
@@ -91,12 +92,15 @@ def fit(
         raise DistlawError(f"--bootstrap must be >= 0, got {bootstrap}")
     if not 0 < level < 1:
         raise DistlawError(f"--level must be between 0 and 1, got {level:g}")
-    if out is not None and out.suffix.lower() != ".json":
-        raise DistlawError(f"--out {out}: the coefficients file must end in .json")
+    if out is not None:
+        check_output_path(out, (".json",), "coefficients file")
     fixed = parse_fix(fix)
     coef = load_coefficients(coefficients) if coefficients is not None else None
     table = read_runs(runs)
-    with _progress_bar() as progress:
+
+    from distlaw.fitting import fit_runs  # torch: only once the request is known to be good
+
+    with _progress_bar(quiet) as progress:
         result = fit_runs(
             table, law, fixed=fixed, delta=delta, bootstrap=bootstrap, level=level, holdout_below=holdout_below,
             coefficients=coef, coefficients_name=coefficients, grid=grid, seed=seed, progress=progress,

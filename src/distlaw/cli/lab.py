@@ -10,46 +10,47 @@ from typing import TYPE_CHECKING, Annotated, Literal, Optional
 import typer
 from pydantic import ValidationError
 
-from distlaw.cli.common import console, print_json, print_table
-from distlaw.compute import ModelShape
+from distlaw.cli.common import console, print_json, print_table, warn_size
+from distlaw.compute import ModelShape, size_note
 from distlaw.errors import DistlawError
 
 if TYPE_CHECKING:
-    from distlaw.lab.config import DataConfig
+    from distlaw.lab.config import DataConfig, PruneInit
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the RunResult as JSON instead of a table.")]
-ParamsOption = Annotated[Optional[float], typer.Option("--params", "-n", help="Non-embedding parameters N (fixed-aspect-ratio shape).")]
-LayersOption = Annotated[Optional[int], typer.Option("--layers", help="Explicit shape: number of layers (with --d-model).")]
-DModelOption = Annotated[Optional[int], typer.Option("--d-model", help="Explicit shape: model width (with --layers).")]
-AspectOption = Annotated[int, typer.Option("--aspect-ratio", help="d_model / n_layers for --params (the paper uses 128).")]
-HeadDimOption = Annotated[int, typer.Option("--head-dim", help="Attention head width (the paper uses 64).")]
+ParamsOption = Annotated[Optional[float], typer.Option("--params", "-n", help="Non-embedding parameters N (fixed-aspect-ratio shape; the output says what was built).")]
+LayersOption = Annotated[Optional[int], typer.Option("--layers", min=1, help="Explicit shape: number of layers (with --d-model).")]
+DModelOption = Annotated[Optional[int], typer.Option("--d-model", min=1, help="Explicit shape: model width (with --layers).")]
+AspectOption = Annotated[int, typer.Option("--aspect-ratio", min=1, help="d_model / n_layers for --params (the paper uses 128).")]
+HeadDimOption = Annotated[int, typer.Option("--head-dim", min=1, help="Attention head width (the paper uses 64).")]
 TokensOption = Annotated[float, typer.Option("--tokens", "-d", help="Training tokens D (rounded up to whole batches).")]
 CorpusOption = Annotated[str, typer.Option("--corpus", help="'shakespeare' (embedded), a .txt/.md/.jsonl/.parquet file, a directory, or a saved datasets directory.")]
 TokenizerOption = Annotated[str, typer.Option("--tokenizer", help="'byte', 'bpe:VOCAB' (trained locally) or a tokenizer directory.")]
 SeqLenOption = Annotated[int, typer.Option("--seq-len", help="Context length of training windows.")]
-BatchOption = Annotated[int, typer.Option("--batch-size", help="Windows per optimiser step (global, over all processes).")]
+BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Windows per optimiser step (global, over all processes).")]
 LrOption = Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, warmup then cosine).")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the initialisation and (without a teacher cache) the data order.")]
-OutOption = Annotated[Path, typer.Option("--out", "-o", help="Run directory (a Hugging Face checkpoint when done; rerun to resume).")]
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Run directory: new (its parent folders are created), or the same run to resume or reread; a checkpoint when done.")]
 CacheDirOption = Annotated[Optional[Path], typer.Option("--cache-dir", help="Where tokenized corpora are kept (default: OUT/../.distlaw-cache).")]
-EvalOption = Annotated[int, typer.Option("--eval-tokens", help="Held-out tokens for the validation loss.")]
-CheckpointOption = Annotated[Optional[int], typer.Option("--checkpoint-every", help="Write a resume state every this many steps.")]
-DeviceOption = Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: cuda when available).")]
+EvalOption = Annotated[int, typer.Option("--eval-tokens", min=1, help="Held-out tokens for the validation loss.")]
+CheckpointOption = Annotated[Optional[int], typer.Option("--checkpoint-every", min=1, help="Write a resume state every this many steps.")]
+DeviceOption = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available); one this machine lacks is refused.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-StoreOption = Annotated[Optional[Path], typer.Option("--store", help="Run store (SQLite) in which --teacher may name a finished run.")]
+StoreOption = Annotated[Optional[Path], typer.Option("--store", "-s", help="Run store (SQLite) in which --teacher may name a finished run.")]
 InitOption = Annotated[Optional[Path], typer.Option("--init", help="Start from a pruned model (a `distlaw prune` directory) instead of random weights; its shape replaces --params.")]
 
 MIN_PARAMS, MAX_PARAMS = 1e2, 1e12
 
 
-def _shape(params: float | None, layers: int | None, d_model: int | None, aspect_ratio: int, head_dim: int, vocab: int, n_ctx: int) -> ModelShape:
-    """A shape from --params (fixed aspect ratio) or from --layers/--d-model; sizes out of range are errors."""
+def _shape(params: float | None, layers: int | None, d_model: int | None, aspect_ratio: int, head_dim: int, n_ctx: int) -> ModelShape:
+    """A shape from --params (fixed aspect ratio) or from --layers/--d-model; sizes out of range are errors.
+    Its vocabulary is the tokenizer's, set once the data is prepared (parameter counts do not depend on it)."""
     if (params is None) == (layers is None and d_model is None):
         raise DistlawError("give the model size as --params N or as --layers L --d-model D (not both)")
     if params is not None:
         if not (math.isfinite(params) and MIN_PARAMS <= params <= MAX_PARAMS):
             raise DistlawError(f"--params {params:g} is out of range ({MIN_PARAMS:g} .. {MAX_PARAMS:g})")
-        shape = ModelShape.from_params(params, aspect_ratio=aspect_ratio, head_dim=head_dim, vocab_size=vocab, n_ctx=n_ctx)
+        shape = ModelShape.from_params(params, aspect_ratio=aspect_ratio, head_dim=head_dim, n_ctx=n_ctx)
         if not 0.5 <= shape.non_embedding_params / params <= 2:
             raise DistlawError(
                 f"--params {params:g} is out of range for aspect ratio {aspect_ratio} (nearest shape has "
@@ -60,14 +61,24 @@ def _shape(params: float | None, layers: int | None, d_model: int | None, aspect
         raise DistlawError("an explicit shape needs both --layers and --d-model")
     if d_model % head_dim:
         raise DistlawError(f"--d-model {d_model} is not a multiple of --head-dim {head_dim}")
-    return ModelShape.from_dims(layers, d_model, n_ctx=n_ctx, vocab_size=vocab, head_dim=head_dim)
+    return ModelShape.from_dims(layers, d_model, n_ctx=n_ctx, head_dim=head_dim)
+
+
+def _check_store(store: Path | None) -> None:
+    if store is not None:
+        from distlaw.store import check_store
+
+        check_store(store, create=False)
 
 
 def _teacher_path(teacher: str, store: Path | None) -> Path:
     """``--teacher``: a checkpoint directory, or the name of a finished run in ``--store``."""
+    from distlaw.lab.checks import check_checkpoint
+
+    _check_store(store)
     path = Path(teacher)
     if path.is_dir():
-        return path
+        return check_checkpoint(path, "--teacher")
     if store is not None:
         from distlaw.store import RunStore
 
@@ -102,43 +113,58 @@ def _count(value: float, flag: str) -> int:
     return int(value)
 
 
+def _initial_shape(init: Path | None, shape_args: dict, seq_len: int) -> tuple[PruneInit | None, ModelShape]:
+    """The shape and pruning record of a run: from ``--init`` (a pruned model), else from the size options."""
+    if init is None:
+        return None, _shape(**shape_args, n_ctx=seq_len)
+    from distlaw.lab.pruned import pruned_init
+
+    if any(shape_args[k] is not None for k in ("params", "layers", "d_model")):
+        raise DistlawError("--init gives the model's shape: drop --params/--layers/--d-model")
+    prune, shape = pruned_init(init)
+    return prune, shape.model_copy(update={"n_ctx": seq_len})
+
+
 def _run(kind: Literal["supervised", "distilled"], out: Path, shape_args: dict, data_args: dict, optim_args: dict,
          tokens: float, eval_tokens: int, checkpoint_every: int | None, device: str | None, quiet: bool,
          json_output: bool, teacher: str | None = None, teacher_cache: Path | None = None,
          distill_args: dict | None = None, shard_teacher: bool = False, init: Path | None = None) -> None:
-    from distlaw.lab.config import DataConfig, DistillConfig, OptimConfig, RunSpec
-    from distlaw.lab.data import prepare_data
-    from distlaw.lab.train import default_cache, train_run
+    """Check every option (no torch yet), then prepare the data, train and print the result."""
+    from distlaw.lab.checks import check_device_name, check_run_directory
+    from distlaw.lab.config import DataConfig, DistillConfig, OptimConfig, RunSpec, default_cache
 
+    check_device_name(device)
+    check_run_directory(out)
+    count = _count(tokens, "--tokens")
     try:
-        data_cfg = DataConfig(**data_args)
-        data = prepare_data(data_cfg, default_cache(out))
-        if init is not None:
-            from distlaw.lab.pruning import pruned_init
-
-            if any(shape_args[k] is not None for k in ("params", "layers", "d_model")):
-                raise DistlawError("--init gives the model's shape: drop --params/--layers/--d-model")
-
-            prune, shape = pruned_init(init)
-            shape = shape.model_copy(update={"n_ctx": data_cfg.seq_len})
-        else:
-            prune, shape = None, _shape(**shape_args, vocab=data.vocab_size, n_ctx=data_cfg.seq_len)
-        spec = RunSpec(
-            name=out.name, kind=kind, shape=shape, tokens=_count(tokens, "--tokens"), teacher=teacher, init=prune,
-            data=data_cfg, optim=OptimConfig(**optim_args), distill=DistillConfig(**(distill_args or {})),
-            eval_tokens=eval_tokens,
-        )
+        data_cfg, optim, distill_cfg = DataConfig(**data_args), OptimConfig(**optim_args), DistillConfig(**(distill_args or {}))
     except ValidationError as exc:
         raise _option_error(exc) from None
+    prune, shape = _initial_shape(init, shape_args, data_cfg.seq_len)
+    requested = shape_args["params"]
+    warn_size(requested, shape.non_embedding_params)
+
+    from distlaw.lab.data import prepare_data
+    from distlaw.lab.distributed import default_device
+    from distlaw.lab.train import train_run
+
+    default_device(device)
+    data = prepare_data(data_cfg, default_cache(out))
+    if prune is None:
+        shape = shape.model_copy(update={"vocab_size": data.vocab_size})
+    spec = RunSpec(name=out.name, kind=kind, shape=shape, tokens=count, teacher=teacher, init=prune, data=data_cfg, optim=optim,
+                   distill=distill_cfg, eval_tokens=eval_tokens)
     teacher_dir = Path(teacher) if teacher is not None and teacher_cache is None else None
     result = train_run(spec, out, teacher_dir=teacher_dir, teacher_cache=teacher_cache, init_dir=init, progress=not quiet,
-                       checkpoint_every=checkpoint_every, device=device, shard_teacher=shard_teacher)
+                       checkpoint_every=checkpoint_every, device=device, shard_teacher=shard_teacher, requested_params=requested)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process reports
         return
     if json_output:
         print_json(result.model_dump(mode="json"))
         return
     rows = [[name, value] for name, value in result.model_dump().items() if value is not None]
+    if requested is not None:
+        rows.insert(0, ["size", size_note(requested, result.non_embedding_params)])
     print_table(f"{kind} run {out}", ["quantity", "value"], rows)
 
 
@@ -230,9 +256,9 @@ def distill(
     order_seed = cache_k = None
     teacher_name = str(_teacher_path(teacher, store)) if teacher is not None else None
     if teacher_cache is not None:
-        from distlaw.lab.teacher_cache import TeacherCache
+        from distlaw.lab.checks import check_teacher_cache
 
-        manifest = TeacherCache.open(teacher_cache).manifest
+        manifest = check_teacher_cache(teacher_cache)
         order_seed, teacher_name, cache_k = manifest["order_seed"], manifest["teacher"], manifest["k"]
         temperature = manifest["temperature"] if temperature is None else temperature
     _run(
@@ -250,7 +276,7 @@ def distill(
 
 def cache_teacher(
     teacher: Annotated[str, typer.Option("--teacher", help="Teacher: a run directory, any local Hugging Face checkpoint, or a run name in --store.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="New directory for the cache.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New directory for the cache (its parent folders are created).")],
     tokens: TokensOption,
     k: Annotated[int, typer.Option("--k", help="Top-k log-probabilities stored per token (plus the rest mass).")] = 128,
     store: StoreOption = None,
@@ -271,14 +297,19 @@ def cache_teacher(
 
       distlaw cache-teacher --teacher runs/t200k --tokens 2e6 --k 64 --out caches/t200k-k64
     """
-    from distlaw.lab.teacher_cache import build_cache
-    from distlaw.lab.train import default_cache
+    from distlaw.lab.checks import check_cache_options, check_device_name, check_new_directory
+    from distlaw.lab.config import default_cache
 
+    check_device_name(device)
+    check_new_directory(out, "teacher cache")
     teacher_dir = _teacher_path(teacher, store)
     data_cfg = data_config(corpus, tokenizer, seq_len, cache_dir)
-    if temperature <= 0 or batch_size < 1:
-        raise DistlawError("--temperature must be positive and --batch-size at least 1")
-    manifest = build_cache(teacher_dir, out, data_cfg, default_cache(out), tokens=_count(tokens, "--tokens"), k=k,
+    check_cache_options(k, temperature, batch_size)
+    count = _count(tokens, "--tokens")
+
+    from distlaw.lab.teacher_cache import build_cache
+
+    manifest = build_cache(teacher_dir, out, data_cfg, default_cache(out), tokens=count, k=k,
                            temperature=temperature, order_seed=seed, batch_size=batch_size, device=device, progress=not quiet)
     summary = {key: value for key, value in manifest.items() if key not in ("shards", "val")}
     summary["shards"] = len(manifest["shards"])

@@ -9,15 +9,18 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from distlaw.cli.common import console, fmt, print_json, print_table
-from distlaw.io import write_table
-from distlaw.lab.protocols import load_config
+from distlaw.cli.common import console, fmt, print_json, print_table, warn_size
+from distlaw.compute import short_count
+from distlaw.io import TABLE_SUFFIXES, check_output_path, write_table
+from distlaw.lab.protocols import built_sizes, load_config, shipped_configs
 from distlaw.lab.shared import is_shared_job
 from distlaw.lab.sweep import plan_sweep, plan_totals, run_sweep, sweep_workers
 from distlaw.store import STATUSES, RunStore, runs_table
 
-ConfigArgument = Annotated[Path, typer.Argument(help="Sweep config (TOML), e.g. configs/micro.toml.", show_default=False)]
+ConfigArgument = Annotated[Path, typer.Argument(
+    help=f"Sweep config: a TOML file, or the name of one shipped with distlaw ({', '.join(shipped_configs())}).", show_default=False)]
 StoreOption = Annotated[Path, typer.Option("--store", "-s", help="Run store (SQLite), e.g. RUNS.db; run directories go to RUNS.runs/.")]
+NewStoreOption = Annotated[Path, typer.Option("--store", "-s", help="Run store (SQLite), e.g. RUNS.db, created with its parent folders if new; run directories go to RUNS.runs/.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 sweep_app = typer.Typer(
@@ -70,14 +73,15 @@ def _print_errors(rows: list[dict]) -> None:
             console.print(f"{row['name']}: {row['error']}", style="red", highlight=False, markup=False)
 
 
-def plan(config: ConfigArgument, store: StoreOption, json_output: JsonOption = False) -> None:
+def plan(config: ConfigArgument, store: NewStoreOption, json_output: JsonOption = False) -> None:
     """Expand a sweep config into runs and record them in the store as planned (nothing is trained).
 
     Checks the whole config first (TOML, protocol types, model sizes, budgets, corpus); a bad config
     writes nothing. Planning again is harmless. Prints runs, tokens and 6ND training FLOPs per
-    protocol and role.
+    protocol and role, and each size asked for beside the non-embedding parameters of the model built
+    for it (a warning when one misses by more than 10 %).
 
-    The config (TOML, see configs/micro.toml): name; workers; checkpoint_every; eval_tokens; seeds
+    The config (TOML; the shipped ones are examples: micro, demo, pilot, capacity): name; workers; checkpoint_every; eval_tokens; seeds
     (e.g. [0, 1, 2]: every student and baseline trained once per seed, teachers once); tables
     \\[data], \\[optim], \\[distill] as in a lab run (plus \\[distill] cache_k = K: each teacher's
     students read one teacher cache of its top-K log-probabilities and the rest mass, built once after
@@ -98,26 +102,34 @@ def plan(config: ConfigArgument, store: StoreOption, json_output: JsonOption = F
     Every protocol also takes baselines (true: train each student supervised too) and ratio_range
     ([1, 2000]: IsoFLOP points with D/N outside it are dropped).
 
-    Example:
+    Examples:
 
-      distlaw sweep plan configs/micro.toml --store micro.db
+      distlaw sweep plan micro --store micro.db
+
+      distlaw sweep plan my-sweep.toml --store runs/my-sweep.db --json
     """
     cfg = load_config(config)
     summary = plan_sweep(cfg, store)
     totals = plan_totals(summary.runs)
+    sizes = built_sizes(cfg)
+    for size in sizes:
+        warn_size(size["requested"], size["built"])
     if json_output:
-        print_json({"sweep": cfg.name, "store": str(store), "runs": summary.unique, "new": summary.new, "by_protocol": totals})
+        print_json({"sweep": cfg.name, "store": str(store), "runs": summary.unique, "new": summary.new, "by_protocol": totals, "sizes": sizes})
         return
     rows = [[group, t["runs"], t["tokens"], t["flops"]] for group, t in totals.items()]
     print_table(f"sweep {cfg.name}: {summary.unique} runs ({summary.new} new) in {store}", ["protocol role", "runs", "tokens", "FLOPs (6ND)"], rows)
     console.print("shared runs (a teacher in two protocols, a baseline seen twice) are trained once", highlight=False)
+    print_table("model sizes", ["protocol", "role", "requested", "built (non-embedding)"],
+                [[s["protocol"], s["role"], short_count(s["requested"]), f"{s['built']:,}"] for s in sizes])
 
 
 def run(
     config: ConfigArgument,
-    store: StoreOption,
+    store: NewStoreOption,
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Runs trained at once, one process each (default: the config's `workers`, else one per core).")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Train runs that failed before again.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no line per run: only the summary.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Train every unfinished run of a sweep, teachers before their students.
@@ -129,33 +141,34 @@ def run(
 
     Example:
 
-      distlaw sweep run configs/micro.toml --store micro.db --workers 2
+      distlaw sweep run micro --store micro.db --workers 2
     """
     cfg = load_config(config)
-    workers = sweep_workers(cfg, workers)
     total = plan_sweep(cfg, store).unique
+    workers = sweep_workers(cfg, workers)
     with RunStore(store, create=False) as s:
         finished = s.counts(cfg.name)["done"]
-    # One worker trains in this process and shows each run's own bar; several show one sweep bar.
+    silent = json_output or quiet
+    # One worker trains in this process and shows each run's own bar; several show one sweep bar (on a terminal only).
     columns = (TextColumn("sweep {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, disable=json_output or workers == 1) as bar:
+    with Progress(*columns, console=console, disable=silent or workers == 1 or not console.is_terminal) as bar:
         task = bar.add_task(cfg.name, total=total, completed=finished)
 
         def report(name: str, status: str) -> None:
             nonlocal finished
             if is_shared_job(name):
-                if not json_output:
+                if not silent:
                     console.print(f"{'built' if status == 'done' else 'failed to build'} {name}", highlight=False, markup=False)
                 return
             finished += status == "done"
             bar.update(task, completed=finished)
-            if not json_output:
+            if not silent:
                 with RunStore(store, create=False) as s:
                     record = s.get(name)
                 loss = f"loss {record.loss:.4f} in {record.wall_time_s:.1f} s" if record and record.loss is not None else ""
                 console.print(f"[{finished}/{total}] {status} {name} {loss}", highlight=False, markup=False)
 
-        outcome = run_sweep(cfg, store, workers=workers, retry_failed=retry_failed, progress=not json_output, on_finish=report)
+        outcome = run_sweep(cfg, store, workers=workers, retry_failed=retry_failed, progress=not silent, on_finish=report)
     with RunStore(store, create=False) as s:
         counts = s.counts(cfg.name)
         rows = _record_rows(s, cfg.name)
@@ -182,10 +195,11 @@ def status(config: ConfigArgument, store: StoreOption, json_output: JsonOption =
 
     Example:
 
-      distlaw sweep status configs/micro.toml --store micro.db
+      distlaw sweep status micro --store micro.db
     """
     cfg = load_config(config)
     with RunStore(store, create=False) as s:
+        s.check_sweep(cfg.name)
         counts = s.counts(cfg.name)
         rows = _record_rows(s, cfg.name)
         caches = s.caches({row["teacher"] for row in rows if row["teacher"]})
@@ -223,7 +237,7 @@ def list_runs(
 
 def export(
     store: StoreOption,
-    out: Annotated[Path, typer.Argument(help="Where to write the runs table (.csv or .parquet).", show_default=False)],
+    out: Annotated[Path, typer.Argument(help="Where to write the runs table (.csv or .parquet); its folder must exist.", show_default=False)],
     sweep: Annotated[Optional[str], typer.Option("--sweep", help="Only runs of this sweep (its config's `name`).")] = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -239,7 +253,10 @@ def export(
 
       distlaw runs export --store micro.db micro.csv
     """
+    check_output_path(out, TABLE_SUFFIXES, "runs table")
     with RunStore(store, create=False) as s:
+        if sweep is not None:
+            s.check_sweep(sweep)
         table = runs_table(s, sweep)
     write_table(table, out)
     if json_output:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -101,3 +102,8 @@ class RunSpec(BaseModel):
         """A stable content hash (name excluded) for deduplication and resume."""
         payload = self.model_dump(exclude={"name"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def default_cache(run_dir: Path) -> Path:
+    """Where tokenized corpora live when ``DataConfig.cache_dir`` is unset: beside the run directory."""
+    return Path(run_dir).parent / ".distlaw-cache"

@@ -15,6 +15,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from distlaw.errors import DistlawError
+from distlaw.lab.checks import check_device_name
+
 
 @dataclass(frozen=True)
 class Context:
@@ -35,14 +38,24 @@ class Context:
 
 
 def default_device(device: str | None = None) -> torch.device:
-    """``device``, or CUDA when available, else the CPU."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """``device``, or CUDA when available, else the CPU; a device this machine lacks is a DistlawError."""
+    check_device_name(device)
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DistlawError(f"--device {device}: this machine has no CUDA device (use cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DistlawError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DistlawError(f"--device {device}: MPS is not available on this machine (use cpu)")
+    return dev
 
 
 def setup(device: str | None = None) -> Context:
     """Join the process group the launcher describes (NCCL on GPUs, gloo on CPU) or run alone."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    use_cuda = default_device(device).type == "cuda"
     if world > 1:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if not dist.is_initialized():

@@ -25,9 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from distlaw.compute import ModelShape
 from distlaw.errors import DistlawError
 from distlaw.lab.config import DataConfig, DistillConfig, OptimConfig, PruneInit, RunSpec
+from distlaw.lab.pruned import pruned_shape
 from distlaw.store import PlannedRun
 
 PAPER_STUDENT_RATIOS = (20.0, 40.0, 80.0, 160.0, 320.0)
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 class ExplicitShape(BaseModel):
@@ -159,11 +161,30 @@ class SweepConfig(BaseModel):
         raise DistlawError(f"sweep '{self.name}': set [model] vocab_size for tokenizer '{tokenizer}'")
 
 
-def load_config(path: str | Path) -> SweepConfig:
-    """Read and validate a sweep config TOML; any problem is a one-line DistlawError naming the file."""
+def shipped_configs() -> dict[str, Path]:
+    """The sweep configs shipped inside the package (``distlaw/configs/NAME.toml``), by name."""
+    return {p.stem: p for p in sorted(SHIPPED_CONFIGS.glob("*.toml"))}
+
+
+def config_path(path: str | Path) -> Path:
+    """A sweep config file, or the name of a shipped one (``micro``) when no such file exists."""
     p = Path(path)
+    shipped = shipped_configs()
+    if not p.exists() and str(path) in shipped:
+        return shipped[str(path)]
+    if p.is_dir():
+        raise DistlawError(f"{p}: is a folder; a sweep config is a TOML file")
     if not p.is_file():
-        raise DistlawError(f"{p}: no such sweep config")
+        raise DistlawError(f"{p}: no such sweep config (a TOML file, or a shipped config: {', '.join(shipped)})")
+    if p.suffix.lower() != ".toml":
+        raise DistlawError(f"{p}: a sweep config is a TOML file ending in .toml")
+    return p
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep config TOML (or a shipped config by name, see ``config_path``); any
+    problem is a one-line DistlawError naming the file."""
+    p = config_path(path)
     try:
         raw = tomllib.loads(p.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -259,8 +280,6 @@ class _Builder:
 def _pruned_runs(builder: _Builder, protocol: PruneDistill, what: str) -> list[PlannedRun]:
     """Teachers, every teacher pruned to and distilled into each smaller student size, and a supervised
     baseline from scratch for each student size (in the shape pruned from the smallest teacher)."""
-    from distlaw.lab.pruning import pruned_shape
-
     teachers = builder.fixed_m(protocol.teachers, protocol.teacher_ratio, what)
     runs = [PlannedRun(t, protocol.type, "teacher") for t in teachers]
     for size in protocol.students:
@@ -336,6 +355,27 @@ def expand(config: SweepConfig) -> list[PlannedRun]:
                 seen.add(marker)
                 plan.append(run)
     return plan
+
+
+def _built(builder: _Builder, protocol: _Protocol, role: str, size: float) -> list[int]:
+    """Non-embedding parameters of the models built for one size target: a pruned student once per
+    teacher it is pruned from, anything else once."""
+    if isinstance(protocol, PruneDistill) and role == "student":
+        teachers = [builder.shape(t) for t in protocol.teachers]
+        return [pruned_shape(t, target_params=round(size)).non_embedding_params for t in teachers if size < t.non_embedding_params]
+    return [builder.shape(size).non_embedding_params]
+
+
+def built_sizes(config: SweepConfig) -> list[dict[str, object]]:
+    """Every parameter target of the config beside the non-embedding parameters of the models built for
+    it, in config order, each (protocol, role, target, built) once; explicit shapes have no target."""
+    builder = _Builder(config)
+    rows: dict[tuple[str, str, float, int], None] = {}
+    for protocol in config.protocol:
+        for role, sizes in (("teacher", protocol.teachers), ("student", protocol.students)):
+            for size in (s for s in sizes if not isinstance(s, ExplicitShape)):
+                rows.update(dict.fromkeys((protocol.type, role, size, built) for built in _built(builder, protocol, role, size)))
+    return [{"protocol": p, "role": r, "requested": size, "built": built} for p, r, size, built in rows]
 
 
 def train_flops(spec: RunSpec) -> float:

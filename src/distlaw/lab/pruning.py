@@ -37,14 +37,14 @@ from distlaw.compute import ModelShape
 from distlaw.errors import DistlawError
 from distlaw.io import atomic_directory
 from distlaw.lab import distributed
-from distlaw.lab.config import DataConfig, PruneInit
+from distlaw.lab.checks import check_checkpoint, check_new_directory
+from distlaw.lab.config import DataConfig
 from distlaw.lab.data import prepare_data, window_ids
+from distlaw.lab.pruned import FORMAT, RECORD, pruned_shape
 from distlaw.lab.model import check_vocabulary, count_params, llama_config, load_model, shape_of
 from distlaw.lab.runtime import autocast, cpu_threads, progress_bar
 from distlaw.lab.tokenizer import save_tokenizer
 
-FORMAT = "distlaw-pruning/1"
-RECORD = "pruning.json"
 COPIED_CONFIG = ("hidden_act", "rms_norm_eps", "rope_parameters", "bos_token_id", "eos_token_id", "pad_token_id")
 
 
@@ -148,41 +148,6 @@ def importance_scores(model: LlamaForCausalLM, windows: torch.Tensor, batch_size
     return Importance(heads=heads, neurons=neurons, hidden=hidden, windows=len(windows))
 
 
-def _shape_at(shape: ModelShape, keep: float) -> ModelShape:
-    """Keep a fraction ``keep`` of heads, neurons and hidden units (at least one of each); the hidden size is
-    rounded down to a multiple of the kept heads, as transformers' LlamaConfig requires."""
-    heads = max(1, round(keep * shape.n_heads))
-    hidden = max(heads, round(keep * shape.d_model) // heads * heads)
-    head_dim = shape.head_dim
-    return ModelShape(**{
-        **shape.model_dump(), "n_heads": heads, "d_ff": max(1, round(keep * shape.d_ff)), "d_model": hidden,
-        "attention_head_dim": None if heads * head_dim == hidden else head_dim,
-    })
-
-
-def _family(shape: ModelShape) -> list[ModelShape]:
-    """Every distinct pruned shape, smallest first: one kept fraction between each pair of rounding points."""
-    breaks = sorted({0.0, 1.0} | {(k + 0.5) / n for n in (shape.n_heads, shape.d_ff, shape.d_model) for k in range(n)})
-    return [_shape_at(shape, (a + b) / 2) for a, b in zip(breaks, breaks[1:])] + [shape]
-
-
-def pruned_shape(shape: ModelShape, *, sparsity: float | None = None, target_params: int | None = None) -> ModelShape:
-    """The pruned shape for a sparsity p of non-embedding parameters (every component keeps ~sqrt(1 - p)) or
-    for a target non-embedding parameter count: the shape of that family whose count is closest to the target."""
-    if (sparsity is None) == (target_params is None):
-        raise DistlawError("give exactly one of a sparsity and a target parameter count")
-    if sparsity is not None and not (math.isfinite(sparsity) and 0 <= sparsity < 1):
-        raise DistlawError(f"sparsity {sparsity:g} must be in [0, 1)")
-    family = _family(shape)
-    target = (1 - sparsity) * shape.non_embedding_params if sparsity is not None else target_params
-    if sparsity is None and not family[0].non_embedding_params <= target <= shape.non_embedding_params:
-        raise DistlawError(
-            f"target of {target:g} parameters is out of range for this teacher "
-            f"({family[0].non_embedding_params} with one head and one neuron .. {shape.non_embedding_params})"
-        )
-    return min(family, key=lambda s: abs(s.non_embedding_params - target))
-
-
 def _top(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the ``k`` highest scores along the last axis, in their original order."""
     return scores.topk(k, dim=-1).indices.sort(dim=-1).values
@@ -237,20 +202,6 @@ def _sliced_weights(model: LlamaForCausalLM, heads: torch.Tensor, neurons: torch
     return out
 
 
-def pruned_init(directory: Path) -> tuple[PruneInit, ModelShape]:
-    """What a run starting from the pruned checkpoint ``directory`` records: how it was pruned, and its shape."""
-    file = Path(directory) / RECORD
-    try:
-        record = json.loads(file.read_text())
-        init = PruneInit(source=record["teacher"], target_params=record["params"], calibration_tokens=record["calibration_tokens"],
-                         calibration_seed=record["seed"])
-        return init, ModelShape.model_validate(record["shape"])
-    except FileNotFoundError:
-        raise DistlawError(f"{directory}: not a pruned model (no {RECORD}; make one with `distlaw prune`)") from None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise DistlawError(f"{file}: corrupted pruning record ({type(exc).__name__}: {exc})") from None
-
-
 def prune_checkpoint(
     teacher_dir: Path,
     out: Path,
@@ -270,8 +221,8 @@ def prune_checkpoint(
     Importance is measured on the first ``calibration_tokens`` tokens (whole windows) of the training data in
     the order of ``seed``. Nothing is written if anything fails. Returns the pruning record."""
     out, teacher_dir = Path(out), Path(teacher_dir)
-    if out.exists():
-        raise DistlawError(f"{out}: already exists; choose a new directory for the pruned model")
+    check_new_directory(out, "pruned model")
+    check_checkpoint(teacher_dir, "teacher")
     if calibration_tokens < 1 or batch_size < 1:
         raise DistlawError("calibration tokens and batch size must be at least 1")
     dev = distributed.default_device(device)

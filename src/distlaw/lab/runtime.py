@@ -74,10 +74,12 @@ def evaluate(model: nn.Module, windows: torch.Tensor, ctx: distributed.Context) 
 
 
 def progress_bar(enabled: bool) -> Progress:
-    """A rich progress bar with a ``loss`` field; invisible when disabled."""
+    """A rich progress bar with a ``loss`` field on stderr; invisible when disabled or when stderr is not a
+    terminal (a transient bar would leave a blank line in a log or a pipe)."""
+    console = Console(stderr=True)
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled, transient=True,
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not (enabled and console.is_terminal), transient=True,
     )
 
 

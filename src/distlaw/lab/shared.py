@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distlaw.errors import DistlawError
-from distlaw.lab.config import DataConfig, RunSpec
+from distlaw.lab.config import DataConfig, RunSpec, default_cache
 from distlaw.store import RunStore
 
 CACHE_DIR, PRUNED_DIR = "teacher-caches", "pruned"  # inside RUNS.runs/
@@ -160,7 +160,6 @@ def _build_once(store_path: Path, plan: CachePlan | PrunePlan, marker: str, what
 def execute_cache(store_path: Path, plan: CachePlan, progress: bool) -> str:
     """Build a sweep's teacher cache and record its teacher-inference FLOPs in the store."""
     from distlaw.lab.teacher_cache import MANIFEST, build_cache
-    from distlaw.lab.train import default_cache
 
     def build(store: RunStore, source: Path) -> None:
         start = time.perf_counter()
@@ -176,7 +175,6 @@ def execute_cache(store_path: Path, plan: CachePlan, progress: bool) -> str:
 def execute_prune(store_path: Path, plan: PrunePlan, progress: bool) -> str:
     """Prune a sweep's source model into the starting point of its runs."""
     from distlaw.lab.pruning import RECORD, prune_checkpoint
-    from distlaw.lab.train import default_cache
 
     def build(store: RunStore, source: Path) -> None:
         prune_checkpoint(

@@ -17,7 +17,6 @@ Layout of a cache directory (built in a temporary directory, then renamed into p
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -29,26 +28,15 @@ from safetensors.torch import save_file
 from distlaw.errors import DistlawError
 from distlaw.io import atomic_directory
 from distlaw.lab import distributed
+from distlaw.lab.checks import CACHE_FORMAT, MANIFEST, check_cache_options, check_checkpoint, check_new_directory, check_teacher_cache, sha256
 from distlaw.lab.config import DataConfig, RunSpec
 from distlaw.lab.data import TokenData, prepare_data, window_ids
 from distlaw.lab.losses import Teacher
 from distlaw.lab.model import check_vocabulary, count_params, load_model, shape_of
 from distlaw.lab.runtime import autocast, cpu_threads, progress_bar, window_losses
 
-FORMAT = "distlaw-teacher-cache/1"
-MANIFEST = "manifest.json"
 VAL_FILE = "teacher_val.safetensors"
 SHARD_BYTES = 64 << 20
-MANIFEST_KEYS = ("teacher", "teacher_params", "corpus", "tokenizer", "data_key", "vocab_size", "seq_len", "order_seed", "k", "temperature",
-                 "rows", "tokens", "shards", "val")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def bytes_per_token(k: int, vocab_size: int) -> int:
@@ -79,26 +67,7 @@ class TeacherCache:
     @classmethod
     def open(cls, directory: str | os.PathLike[str]) -> TeacherCache:
         """Open a cache and verify every file's checksum; anything wrong is a one-line DistlawError."""
-        d = Path(directory)
-        file = d / MANIFEST
-        if not file.is_file():
-            raise DistlawError(f"{d}: not a teacher cache (no {MANIFEST}; build one with `distlaw cache-teacher`)")
-        try:
-            manifest = json.loads(file.read_text())
-        except json.JSONDecodeError as exc:
-            raise DistlawError(f"{file}: corrupted manifest ({exc.msg})") from exc
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise DistlawError(f"{d}: not a {FORMAT} manifest")
-        missing = [key for key in MANIFEST_KEYS if key not in manifest]
-        if missing:
-            raise DistlawError(f"{file}: corrupted manifest (missing {', '.join(missing)})")
-        for entry in [*manifest["shards"], manifest["val"]]:
-            shard = d / entry["file"]
-            if not shard.is_file():
-                raise DistlawError(f"{d}: teacher cache file {entry['file']} is missing")
-            if _sha256(shard) != entry["sha256"]:
-                raise DistlawError(f"{d}: teacher cache file {entry['file']} is corrupted (checksum mismatch)")
-        return cls(d, manifest)
+        return cls(Path(directory), check_teacher_cache(Path(directory)))
 
     @property
     def k(self) -> int:
@@ -168,8 +137,9 @@ def build_cache(
     windows) of the data order ``order_seed`` and write a cache; nothing is written if anything fails.
     Returns the manifest."""
     out, teacher_dir = Path(out), Path(teacher_dir)
-    if out.exists():
-        raise DistlawError(f"{out}: already exists; choose a new directory for the teacher cache")
+    check_new_directory(out, "teacher cache")
+    check_checkpoint(teacher_dir, "teacher")
+    check_cache_options(k, temperature, batch_size)
     dev = distributed.default_device(device)
     with cpu_threads(dev):
         data = prepare_data(data_cfg, default_cache)
@@ -199,12 +169,12 @@ def build_cache(
                     name = f"shard-{len(shards):05d}.safetensors"
                     tensors = {n: torch.cat([p[i] for p in pieces]).contiguous() for i, n in enumerate(("indices", "logprobs", "log_rest"))}
                     save_file(tensors, str(tmp / name))
-                    shards.append({"file": name, "rows": [lo, hi], "sha256": _sha256(tmp / name)})
+                    shards.append({"file": name, "rows": [lo, hi], "sha256": sha256(tmp / name)})
             val_loss = window_losses(teacher, data.val_windows(seq_len, len(data.val)), dev)
             save_file({"window_loss": val_loss}, str(tmp / VAL_FILE))
             shape = shape_of(teacher).model_copy(update={"n_ctx": seq_len})
             manifest = {
-                "format": FORMAT,
+                "format": CACHE_FORMAT,
                 "teacher": str(teacher_dir.resolve()),
                 "teacher_params": count_params(teacher)[0],
                 "teacher_loss": float(val_loss.mean()),
@@ -221,7 +191,7 @@ def build_cache(
                 "bytes_per_token": bytes_per_token(k, data.vocab_size),
                 "build_flops": shape.forward_flops_per_token() * rows * seq_len,
                 "shards": shards,
-                "val": {"file": VAL_FILE, "sha256": _sha256(tmp / VAL_FILE)},
+                "val": {"file": VAL_FILE, "sha256": sha256(tmp / VAL_FILE)},
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         return manifest

@@ -27,18 +27,14 @@ from torch import nn
 from distlaw.errors import DistlawError
 from distlaw.io import atomic_path, write_json
 from distlaw.lab import distributed
-from distlaw.lab.config import OptimConfig, RunSpec
+from distlaw.lab.checks import RESULT, RESUME, SPEC, check_run_directory, spec_differences
+from distlaw.lab.config import OptimConfig, RunSpec, default_cache
 from distlaw.lab.data import TokenData, prepare_data, window_ids
 from distlaw.lab.losses import Teacher, check_options, objective
 from distlaw.lab.model import build_model, check_vocabulary, count_params, load_model, shape_of
 from distlaw.lab.runtime import autocast, check_memory, cpu_threads, evaluate, progress_bar
 from distlaw.lab.teacher_cache import TeacherCache
 from distlaw.lab.tokenizer import save_tokenizer
-
-RESULT = "result.json"
-SPEC = "spec.json"
-RESUME = "resume.pt"
-
 
 class RunResult(BaseModel):
     """What one run measured; the row a runs table gets (losses in nats/token on held-out tokens)."""
@@ -57,11 +53,7 @@ class RunResult(BaseModel):
     wall_time_s: float
     steps: int
     checkpoint: str
-
-
-def default_cache(run_dir: Path) -> Path:
-    """Where tokenized corpora live when ``DataConfig.cache_dir`` is unset: beside the run directory."""
-    return Path(run_dir).parent / ".distlaw-cache"
+    requested_params: float | None = None  # the size asked for, when the shape was built to a parameter target
 
 
 def lr_at(step: int, steps: int, optim: OptimConfig) -> float:
@@ -165,11 +157,18 @@ def train_step(student: nn.Module, optimizer: torch.optim.Optimizer, inputs: tor
 
 
 def _finished(run_dir: Path, spec: RunSpec) -> RunResult | None:
+    """The stored result when ``run_dir`` holds this run finished; None for a new or resumable run.
+    A directory holding another run (its spec differs), or not a run at all, is refused."""
+    check_run_directory(run_dir)
     spec_file = run_dir / SPEC
     if spec_file.is_file():
-        stored = RunSpec.model_validate_json(spec_file.read_text())
+        try:
+            stored = RunSpec.model_validate_json(spec_file.read_text())
+        except ValueError as exc:
+            raise DistlawError(f"{spec_file}: corrupted run spec ({type(exc).__name__}); give a new directory") from None
         if stored.key() != spec.key():
-            raise DistlawError(f"{run_dir}: holds a different run ({stored.name}); use another directory")
+            differences = spec_differences(stored.model_dump(mode="json"), spec.model_dump(mode="json"))
+            raise DistlawError(f"{run_dir}: holds a different run ({'; '.join(differences[:3])}); give another directory or the same options")
     if (run_dir / RESULT).is_file():
         return RunResult.model_validate_json((run_dir / RESULT).read_text())
     return None
@@ -209,8 +208,12 @@ def train_run(
     checkpoint_every: int | None = None,
     device: str | None = None,
     shard_teacher: bool = False,
+    requested_params: float | None = None,
 ) -> RunResult:
-    """Train (or resume, or return the stored result of) one run; see the module docstring."""
+    """Train (or resume, or return the stored result of) one run; see the module docstring.
+
+    ``requested_params``: the parameter target the shape was built to, recorded in the result beside
+    the parameters built."""
     run_dir = Path(run_dir)
     done = _finished(run_dir, spec)
     if done is not None:
@@ -218,12 +221,13 @@ def train_run(
     start_time = time.perf_counter()
     ctx = distributed.setup(device)
     with cpu_threads(ctx.device):
-        return _train(spec, run_dir, ctx, start_time, teacher_dir, teacher_cache, init_dir, progress, checkpoint_every, shard_teacher)
+        return _train(spec, run_dir, ctx, start_time, teacher_dir, teacher_cache, init_dir, progress, checkpoint_every, shard_teacher,
+                      requested_params)
 
 
 def _train(spec: RunSpec, run_dir: Path, ctx: distributed.Context, start_time: float, teacher_dir: Path | None,
            teacher_cache: Path | None, init_dir: Path | None, progress: bool, checkpoint_every: int | None,
-           shard_teacher: bool) -> RunResult:
+           shard_teacher: bool, requested_params: float | None) -> RunResult:
     seq_len, batch_size = spec.data.seq_len, spec.optim.batch_size
     if batch_size % ctx.world:
         raise DistlawError(f"batch size {batch_size} does not split over {ctx.world} processes")
@@ -283,6 +287,7 @@ def _train(spec: RunSpec, run_dir: Path, ctx: distributed.Context, start_time: f
         wall_time_s=elapsed + time.perf_counter() - start_time,
         steps=steps,
         checkpoint=str(run_dir),
+        requested_params=requested_params,
     )
     if ctx.main:
         model.save_pretrained(run_dir)
