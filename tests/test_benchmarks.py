@@ -15,7 +15,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "distill_throughpu
 
 @pytest.mark.slow
 def test_distill_throughput_reports_all_three_steps_and_the_cache(tmp_path):
-    args = ["--steps", "2", "--warmup", "1", "--teacher-tokens", "2e4", "--k", "64", "--kl-k", "16,64", "--work-dir", str(tmp_path)]
+    args = ["--steps", "2", "--warmup", "1", "--teacher-tokens", "1e4", "--params", "6e3", "--seq-len", "64", "--batch-size", "8",
+            "--k", "64", "--kl-k", "16,64", "--work-dir", str(tmp_path)]
     done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout)
