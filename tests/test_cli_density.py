@@ -68,7 +68,7 @@ def test_score_needs_a_model(cli, coefficients):
 
 
 def test_score_with_missing_coefficients_file(cli, tmp_path):
-    one_line_error(cli("density", "score", "-n", "1e8", "-s", "0.5", "-c", tmp_path / "nope.json"), "cannot read")
+    one_line_error(cli("density", "score", "-n", "1e8", "--score", "0.5", "-c", tmp_path / "nope.json"), "cannot read")
 
 
 def dated(rate: float, days: list[int]) -> pd.DataFrame:
@@ -136,7 +136,7 @@ def test_help_has_examples(cli, command):
 
 @pytest.mark.parametrize(("params", "score"), [("-5", "0.5"), ("nan", "0.5"), ("1e8", "nan"), ("1e8", "inf")])
 def test_score_rejects_non_finite_single_values(cli, coefficients, params, score):
-    one_line_error(cli("density", "score", "-n", params, "-s", score, "-c", coefficients), "--params must be positive and --score finite")
+    one_line_error(cli("density", "score", "-n", params, "--score", score, "-c", coefficients), "--params must be positive and --score finite")
 
 
 def test_score_table_with_a_bad_row(cli, coefficients, tmp_path):
@@ -165,7 +165,7 @@ def test_fit_then_score_round_trip(cli, tmp_path):
         assert block[name] == pytest.approx(value, rel=1e-3), name
     assert fitted["score_range"] == pytest.approx([0.25, 0.85], rel=1e-3) and fitted["bootstrap"] == 20
     assert fig.stat().st_size > 1000
-    r = cli("density", "score", "-n", "1e7", "-s", planted_score(5e7), "-c", out, "--json")
+    r = cli("density", "score", "-n", "1e7", "--score", planted_score(5e7), "-c", out, "--json")
     assert r.code == 0, r.stderr
     assert r.json()["models"][0]["density"] == pytest.approx(5.0, rel=0.02)
     r = cli("density", "fit", ref, "--out", out, "--bootstrap", 0)
@@ -186,7 +186,7 @@ def test_fit_reports_a_missing_column(cli, tmp_path):
 
 
 def test_bad_d0_is_one_line(cli, coefficients, tmp_path):
-    one_line_error(cli("density", "score", "-n", "1e8", "-s", "0.5", "-c", coefficients, "--d0", "-1"), "d0 must be positive and finite")
+    one_line_error(cli("density", "score", "-n", "1e8", "--score", "0.5", "-c", coefficients, "--d0", "-1"), "d0 must be positive and finite")
     ref = tmp_path / "reference.csv"
     write_reference(ref)
     one_line_error(cli("density", "fit", ref, "--out", tmp_path / "k.json", "--d0", "0"), "d0 must be positive and finite")
@@ -196,4 +196,4 @@ def test_coefficients_file_with_a_bad_bootstrap_sample(cli, coefficients):
     data = json.loads(coefficients.read_text())
     data["bootstrap"] = [{"loss": data["loss"], "score": {**data["score"], "gamma": 2.0}}]
     coefficients.write_text(json.dumps(data))
-    one_line_error(cli("density", "score", "-n", "1e8", "-s", "0.5", "-c", coefficients), "bootstrap.0.score.gamma: must be negative")
+    one_line_error(cli("density", "score", "-n", "1e8", "--score", "0.5", "-c", coefficients), "bootstrap.0.score.gamma: must be negative")

@@ -111,7 +111,7 @@ def test_cli_eval_bad_input_is_one_line(cli, checkpoint, tmp_path):
     task = tmp_path / "task.jsonl"
     task.write_text('{"prompt": "a", "answer": "b"}\n')
     r = cli("density", "eval", task, tmp_path / "nowhere")
-    assert r.code == 2 and "not a model checkpoint directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.code == 2 and "no such checkpoint directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = cli("density", "eval", task, checkpoint, "--reduction", "mean")
     assert r.code == 2 and "--reduction must be 'token' or 'sum'" in r.stderr
 

@@ -53,9 +53,10 @@ def test_bootstrap_draws_beyond_a_samples_range_become_limits_not_nan():
     k = fit_density(reference(loss_noise=0.01, score_noise=0.01, seed=1), bootstrap=20)
     edges = [k.score.c + k.score.d - 1e-6, k.score.d + 1e-6]  # just inside the fitted range at both ends
     rows = score_models(pd.DataFrame({"model": ["top", "bottom"], "params": [1e8, 1e8], "score": edges}), k)
-    assert rows["status"].tolist() == ["unbounded", "ok"]
-    assert np.isinf(rows.loc[0, "effective_params_hi"]) and rows.loc[1, "effective_params_lo"] == 0.0
-    assert not rows[["effective_params_lo", "effective_params_hi"]].isna().any().any()
+    assert rows["status"].tolist() == ["unbounded", "at the sigmoid's limit"]
+    assert np.isinf(rows.loc[0, "effective_params"]) and np.isinf(rows.loc[0, "effective_params_hi"])
+    assert not np.isnan(rows.loc[0, "effective_params_lo"])
+    assert rows.loc[1, ["effective_params", "effective_params_lo", "effective_params_hi"]].isna().all()  # ill-conditioned: blank
 
 
 def test_score_law_must_fall_with_loss():

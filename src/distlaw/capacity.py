@@ -356,7 +356,7 @@ def capacity_figure(runs: pd.DataFrame, result: CapacityGapResult) -> Any:
     fig, axes = new_figure(2)
     left, right = axes[0]
     means = _distilled(runs).groupby(STUDENT_KEYS + ["teacher_params"], as_index=False)["loss"].mean()
-    colors, colorbar = _student_colors(result.curves)
+    colors, colorbar = log_colors(result.curves["params"])
     for i, curve in result.curves.iterrows():
         color = colors[i]
         points = means[(means["params"] == curve["params"]) & (means["tokens"] == curve["tokens"])]
@@ -378,16 +378,16 @@ def capacity_figure(runs: pd.DataFrame, result: CapacityGapResult) -> Any:
     return fig
 
 
-def _student_colors(curves: pd.DataFrame) -> tuple[list[Any], Any]:
-    """One colour per student: the cycle C0.. for few students, else viridis over log S with the
-    ScalarMappable for a colour bar (None when a legend suffices)."""
-    if len(curves) <= MAX_LEGEND_CURVES:
-        return [f"C{i % 10}" for i in range(len(curves))], None
+def log_colors(values: ArrayLike, max_legend: int = MAX_LEGEND_CURVES) -> tuple[list[Any], Any]:
+    """One colour per value (sizes, token budgets): the cycle C0.. for up to ``max_legend`` values,
+    else viridis over log value with the ScalarMappable for a colour bar (None when a legend suffices)."""
+    v = np.asarray(values, dtype=float)
+    if v.size <= max_legend:
+        return [f"C{i % 10}" for i in range(v.size)], None
     from matplotlib import cm, colors
 
-    sizes = curves["params"].to_numpy(dtype=float)
-    mappable = cm.ScalarMappable(norm=colors.LogNorm(sizes.min(), max(sizes.max(), sizes.min() * 1.001)), cmap="viridis")
-    return [mappable.to_rgba(size) for size in sizes], mappable
+    mappable = cm.ScalarMappable(norm=colors.LogNorm(v.min(), max(v.max(), v.min() * 1.001)), cmap="viridis")
+    return [mappable.to_rgba(x) for x in v], mappable
 
 
 def _plot_law(ax: Any, result: CapacityGapResult) -> None:

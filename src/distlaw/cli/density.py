@@ -12,9 +12,12 @@ import typer
 
 from distlaw.cli.common import console, print_json, print_table
 from distlaw.errors import DistlawError
+from distlaw.intervals import check_level, short_note
+from distlaw.io import TABLE_SUFFIXES, check_output_path
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 PlotOption = Annotated[Optional[Path], typer.Option("--plot", help="Also draw a figure (.png, .pdf or .svg).")]
+LevelOption = Annotated[float, typer.Option("--level", help="Level of the interval, between 0 and 1.")]
 D0Option = Annotated[
     Optional[float], typer.Option("--d0", help="Token horizon D0 of the inversion (default: 1e12 for fit, the fitted value for score).")
 ]
@@ -43,7 +46,7 @@ def _check_plot(plot: Optional[Path]) -> None:
 @density_app.command("fit")
 def fit(
     reference: Annotated[Path, typer.Argument(help="Reference table (CSV/Parquet): params, tokens, loss, score[, model].")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the fitted coefficients (JSON).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the fitted coefficients (.json).")],
     d0: D0Option = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples per step (0: no intervals).")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
@@ -56,7 +59,7 @@ def fit(
 
     Step 2 fits the score S = c / (1 + exp(-gamma (L - l))) + d on (loss, score); rows with a blank score feed step 1 only.
 
-    The coefficients file (with bootstrap samples for intervals) is the input of `distlaw density score`.
+    The coefficients file (with bootstrap samples for intervals, and the reference family's size range in meta.reference_params) is the input of `distlaw density score`.
 
     Examples:
 
@@ -67,6 +70,7 @@ def fit(
     from distlaw.density.estimate import fit_density, read_reference
     from distlaw.laws.density import D0_TOKENS
 
+    check_output_path(out, (".json",), "coefficients file")
     _check_plot(plot)
     table = read_reference(reference)
     coefficients = fit_density(table, d0=D0_TOKENS if d0 is None else d0, bootstrap=bootstrap, seed=seed)
@@ -101,9 +105,10 @@ def score(
         "density.json"
     ),
     params: Annotated[Optional[float], typer.Option("--params", "-n", help="One model's non-embedding parameters N.")] = None,
-    score_value: Annotated[Optional[float], typer.Option("--score", "-s", help="That model's score on the benchmark.")] = None,
+    score_value: Annotated[Optional[float], typer.Option("--score", help="That model's score on the benchmark.")] = None,
     name: Annotated[str, typer.Option("--name", help="That model's name.")] = "model",
     d0: D0Option = None,
+    level: LevelOption = 0.95,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the results table (.csv/.parquet).")] = None,
     json_output: JsonOption = False,
     plot: PlotOption = None,
@@ -112,9 +117,9 @@ def score(
 
     Nhat(S) = ((Lhat(S) - b D0^-beta) / a)^(-1/alpha) with Lhat(S) = l - ln(c / (S - d) - 1) / gamma; density = Nhat / N.
 
-    Intervals are bootstrap percentiles (95 %) over the samples stored by `distlaw density fit`.
+    Intervals are bootstrap percentiles (--level, default 0.95) over the samples stored by `distlaw density fit`; an interval that would not contain its own estimate is shown as "none (degenerate)" (JSON: null bounds, the reason in interval_note).
 
-    A score outside the sigmoid's range (d, c + d) is an error (exit 2). A score the reference family cannot reach at D0 tokens is reported as "unbounded" (JSON: effective_params null).
+    Each model gets a status: "ok"; "out of range" (score outside the sigmoid's range (d, c + d): no size matches it); "unbounded" (the reference family cannot reach the score at D0 tokens); "at the sigmoid's limit" (score within 1 % of the range c from d or c + d, where the inversion is ill-conditioned); "below the reference family" (effective size more than 10x below the smallest reference model: an extrapolation). Sizes are blank for "out of range" and "at the sigmoid's limit" (JSON: null). Every row of a table is scored; a single model (--params, --score) out of range is an error (exit 2).
 
     Examples:
 
@@ -122,9 +127,12 @@ def score(
 
       distlaw density score students.csv -c density.json --out densities.csv --plot density.png --json
     """
-    from distlaw.density.estimate import read_models, score_models
+    from distlaw.density.estimate import OUT_OF_RANGE, out_of_range_message, read_models, score_models
     from distlaw.laws.density import DensityCoefficients
 
+    check_level(level)
+    if out is not None:
+        check_output_path(out, TABLE_SUFFIXES, "results table")
     _check_plot(plot)
     if (models is None) == (params is None or score_value is None):
         raise DistlawError("give a models table, or --params with --score (not both)")
@@ -134,7 +142,10 @@ def score(
         raise DistlawError(f"--params must be positive and --score finite, got {params:g} and {score_value:g}")
     else:
         table = pd.DataFrame({"model": [name], "params": [params], "score": [score_value]})
-    scored = score_models(table, DensityCoefficients.load(coefficients), d0=d0)
+    law = DensityCoefficients.load(coefficients)
+    scored = score_models(table, law, d0=d0, level=level)
+    if models is None and scored["status"].iloc[0] == OUT_OF_RANGE:
+        raise DistlawError(out_of_range_message(name, score_value, law))
     if out is not None:
         from distlaw.io import write_table
 
@@ -147,21 +158,37 @@ def score(
         print_json({"models": scored.to_dict(orient="records")})
         return
     has_interval = "density_lo" in scored
-    columns = ["model", "params", "score", "effective params", "density", *(["95% interval"] if has_interval else []), "status"]
+    columns = ["model", "params", "score", "effective params", "density", *([f"{level:.0%} interval"] if has_interval else []), "status"]
     rows = [
-        [row["model"], f"{row['params']:.4g}", f"{row['score']:.4g}", f"{row['effective_params']:.4g}", f"{row['density']:.4g}"]
-        + ([f"{row['density_lo']:.3g} .. {row['density_hi']:.3g}"] if has_interval else [])
+        [row["model"], f"{row['params']:.4g}", f"{row['score']:.4g}", _number(row["effective_params"]), _number(row["density"])]
+        + ([_density_interval(row)] if has_interval else [])
         + [row["status"]]
         for _, row in scored.iterrows()
     ]
     print_table(f"capacity density ({coefficients})", columns, rows)
 
 
+def _number(value: float) -> str:
+    """4 significant digits; "unbounded" for inf, blank where there is no value (NaN)."""
+    if math.isnan(value):
+        return ""
+    return "unbounded" if math.isinf(value) else f"{value:.4g}"
+
+
+def _density_interval(row: pd.Series) -> str:
+    """lo .. hi of the density, the reason there is none, or blank for a model without a size."""
+    if row["interval_note"] is not None and not pd.isna(row["interval_note"]):
+        return short_note(row["interval_note"]) or ""
+    if math.isnan(row["density_lo"]):
+        return ""
+    return f"{row['density_lo']:.3g} .. {row['density_hi']:.3g}"
+
+
 @density_app.command("trend")
 def trend(
     models: Annotated[Path, typer.Argument(help="Dated models (CSV/Parquet): model, release_date, params, density or effective_params.")],
     origin: Annotated[str, typer.Option(help="Day zero of t (YYYY-MM-DD); default Llama-1's release.")] = "2023-02-24",
-    confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="Level of the doubling-time interval.")] = 0.95,
+    level: Annotated[float, typer.Option("--level", help="Level of the doubling-time interval, between 0 and 1.")] = 0.95,
     json_output: JsonOption = False,
     plot: PlotOption = None,
 ) -> None:
@@ -181,13 +208,14 @@ def trend(
     """
     from distlaw.density.trend import fit_trend, read_dated_models
 
+    check_level(level)
     _check_plot(plot)
     try:
         day_zero = date.fromisoformat(origin)
     except ValueError:
         raise DistlawError(f"--origin: expected a date YYYY-MM-DD, got {origin!r}") from None
     table = read_dated_models(models)
-    result = fit_trend(table, origin=day_zero, confidence=confidence)
+    result = fit_trend(table, origin=day_zero, level=level)
     if plot is not None:
         from distlaw.density.plots import plot_trend
 
@@ -202,7 +230,7 @@ def trend(
         [
             ["A (ln density per day)", result.A_per_day],
             ["doubling time (days)", result.doubling_days],
-            [f"{confidence:.0%} interval (days)", f"{lo:.1f} .. {hi:.1f}"],
+            [f"{level:.0%} interval (days)", f"{lo:.1f} .. {hi:.1f}"],
             ["R^2 on the envelope", result.r2],
         ],
     )
@@ -216,7 +244,7 @@ def evaluate(
     reduction: Annotated[str, typer.Option(help="Answer loss per token ('token') or summed over the answer ('sum').")] = "token",
     tokens: Annotated[Optional[float], typer.Option("--tokens", "-d", help="Training tokens D for every checkpoint (default: the lab's record).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Sequences per forward pass.")] = 32,
-    device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
+    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:N or mps (one this machine has).")] = "cpu",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the rows (.csv/.parquet): a reference or models table.")] = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -236,10 +264,11 @@ def evaluate(
 
       distlaw density eval task.jsonl runs/kd-N20000-D300000-from-N50000-D1000000 --json
     """
-    from distlaw.density.conditional import evaluate_checkpoint, read_tasks, run_tokens
+    from distlaw.density.conditional import check_request, evaluate_checkpoint, read_tasks, run_tokens
 
-    if reduction not in ("token", "sum"):
-        raise DistlawError(f"--reduction must be 'token' or 'sum', got {reduction!r}")
+    if out is not None:
+        check_output_path(out, TABLE_SUFFIXES, "rows table")
+    check_request(checkpoints, reduction, device, tokens)
     items = read_tasks(task)
     rows = []
     for checkpoint in checkpoints:

@@ -16,6 +16,7 @@ tokens from the left.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,22 @@ class TaskResult:
     score: float | None
     n_items: int
     reduction: Reduction
+
+
+def check_request(checkpoints: list[Path], reduction: str, device: str, tokens: float | None = None) -> None:
+    """Everything about an evaluation that needs no torch: the reduction, the device's name, every
+    checkpoint folder (it holds a model's config.json) and a positive token count; DistlawErrors."""
+    from distlaw.lab.checks import check_checkpoint, check_device_name
+
+    if reduction not in ("token", "sum"):
+        raise DistlawError(f"--reduction must be 'token' or 'sum', got {reduction!r}")
+    check_device_name(device)
+    if tokens is not None and not (math.isfinite(tokens) and tokens > 0):
+        raise DistlawError(f"--tokens must be a positive number of training tokens, got {tokens:g}")
+    if not checkpoints:
+        raise DistlawError("give at least one checkpoint directory")
+    for checkpoint in checkpoints:
+        check_checkpoint(Path(checkpoint), "checkpoint")
 
 
 def read_tasks(path: str | os.PathLike[str]) -> list[TaskItem]:
@@ -156,10 +173,12 @@ def evaluate_checkpoint(
     batch_size: int = 32,
     device: str = "cpu",
 ) -> TaskResult:
-    """Load a local HF causal-LM checkpoint with its tokenizer and score it on ``items``."""
+    """Load a local HF causal-LM checkpoint with its tokenizer and score it on ``items``; a device
+    this machine lacks is a DistlawError before the model is loaded."""
+    from distlaw.lab.distributed import default_device
     from distlaw.lab.model import count_params, load_model
 
-    model = load_model(checkpoint, device=device)
+    model = load_model(checkpoint, device=default_device(device))
     tokenizer = load_tokenizer(checkpoint)
     loss, score = evaluate_items(model, tokenizer, items, reduction, batch_size)
     return TaskResult(Path(checkpoint).name, count_params(model)[0], loss, score, len(items), reduction)

@@ -19,6 +19,7 @@ from scipy import stats
 
 from distlaw.errors import DistlawError
 from distlaw.density.tables import numeric_column, require_columns
+from distlaw.intervals import check_level
 from distlaw.io import read_table
 from distlaw.laws.density import doubling_time
 
@@ -38,7 +39,7 @@ class TrendFit:
     envelope: list[str]
     origin: date
     n_models: int
-    confidence: float
+    level: float
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -48,7 +49,7 @@ class TrendFit:
             "r2": self.r2,
             "doubling_days": self.doubling_days,
             "doubling_days_ci": list(self.doubling_days_ci),
-            "confidence": self.confidence,
+            "level": self.level,
             "envelope": self.envelope,
             "origin": self.origin.isoformat(),
             "n_models": self.n_models,
@@ -93,8 +94,10 @@ def envelope_mask(days: np.ndarray, density: np.ndarray) -> np.ndarray:
     return mask
 
 
-def fit_trend(models: pd.DataFrame, origin: date = LLAMA1_RELEASE, confidence: float = 0.95) -> TrendFit:
-    """Least-squares fit of ln rho = A t + B over the running-maximum envelope of ``models``."""
+def fit_trend(models: pd.DataFrame, origin: date = LLAMA1_RELEASE, level: float = 0.95) -> TrendFit:
+    """Least-squares fit of ln rho = A t + B over the running-maximum envelope of ``models``, with a
+    ``level`` interval on the doubling time."""
+    check_level(level)
     days = ((models["release_date"] - pd.Timestamp(origin)).dt.days).to_numpy(dtype=float)
     density = models["density"].to_numpy(dtype=float)
     on = envelope_mask(days, density)
@@ -107,7 +110,7 @@ def fit_trend(models: pd.DataFrame, origin: date = LLAMA1_RELEASE, confidence: f
     t, y = days[on], np.log(density[on])
     fit = stats.linregress(t, y)
     slope_se = float(fit.stderr) if n > 2 else np.inf
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 2)) * slope_se if n > 2 else np.inf
+    half = float(stats.t.ppf(0.5 + level / 2, n - 2)) * slope_se if n > 2 else np.inf
     lo, hi = doubling_time([fit.slope + half, fit.slope - half])
     order = np.argsort(t, kind="stable")
     return TrendFit(
@@ -120,5 +123,5 @@ def fit_trend(models: pd.DataFrame, origin: date = LLAMA1_RELEASE, confidence: f
         envelope=models["model"].to_numpy()[on][order].tolist(),
         origin=origin,
         n_models=len(models),
-        confidence=confidence,
+        level=level,
     )
