@@ -163,9 +163,9 @@ def _run(kind: Literal["supervised", "distilled"], out: Path, shape_args: dict, 
         print_json(result.model_dump(mode="json"))
         return
     rows = [[name, value] for name, value in result.model_dump().items() if value is not None]
-    if requested is not None:
-        rows.insert(0, ["size", size_note(requested, result.non_embedding_params)])
     print_table(f"{kind} run {out}", ["quantity", "value"], rows)
+    if requested is not None:
+        console.print(f"size: {size_note(requested, result.non_embedding_params)}", highlight=False, soft_wrap=True)
 
 
 def train(

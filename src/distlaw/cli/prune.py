@@ -75,9 +75,9 @@ def prune(
         return
     console.print(f"wrote pruned checkpoint {out}")
     rows = [[key, value] for key, value in record.items() if not isinstance(value, dict)]
-    if params is not None:
-        rows.insert(0, ["size", size_note(params, record["params"])])
     print_table("pruning", ["quantity", "value"], rows)
+    if params is not None:
+        console.print(f"size: {size_note(params, record['params'])}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,101 @@
+"""Refused lab, fit and sweep calls are answered before torch or transformers is imported (issue 9, item 2).
+
+All calls run one after the other in one fresh interpreter, which reports after each whether
+``torch`` or ``transformers`` got imported (the first call that imports one is the culprit): a
+refusal must cost what ``distlaw predict`` costs, not the 4-12 s of importing torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROBE = """
+import contextlib, io, json, sys
+from distlaw.cli.app import main
+reports = []
+for args in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main(args)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+    reports.append({"code": code, "stderr": err.getvalue(), "heavy": sorted(m for m in ("torch", "transformers") if m in sys.modules)})
+print(json.dumps(reports))
+"""
+
+
+def refuse_all(tmp_path: Path, calls: list[list[str]]) -> list[dict]:
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(calls)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> dict[str, Path]:
+    """A fake teacher (a folder with a config.json: enough for the checks), an empty folder, files of the wrong kind."""
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "config.json").write_text("{}")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("not a run")
+    (tmp_path / "file.txt").write_text("a file")
+    (tmp_path / "runs.csv").write_text("kind,params,tokens,loss\nsupervised,1e6,2e7,3.1\n")
+    (tmp_path / "sweep.json").write_text("{}")
+    (tmp_path / "text.db").write_text("not sqlite")
+    return {"teacher": teacher, "tmp": tmp_path}
+
+
+CASES = {
+    "train: negative size": ["train", "--params", "-5", "--tokens", "1", "--out", "x"],
+    "train: zero tokens": ["train", "--params", "5e3", "--tokens", "0", "--out", "x"],
+    "train: unknown device": ["train", "--params", "5e3", "--tokens", "1e4", "--out", "x", "--device", "tpu"],
+    "train: --out is a file": ["train", "--params", "5e3", "--tokens", "1e4", "--out", "file.txt"],
+    "train: --out holds no run": ["train", "--params", "5e3", "--tokens", "1e4", "--out", "busy"],
+    "train: bad learning rate": ["train", "--params", "5e3", "--tokens", "1e4", "--out", "x", "--lr", "-1"],
+    "train: bad seq len": ["train", "--params", "5e3", "--tokens", "1e4", "--out", "x", "--seq-len", "2"],
+    "train: init is no pruned model": ["train", "--init", "empty", "--tokens", "1e4", "--out", "x"],
+    "distill: teacher folder without a model": ["distill", "--params", "5e3", "--tokens", "1e4", "--teacher", "empty", "--out", "x"],
+    "distill: missing cache": ["distill", "--params", "5e3", "--tokens", "1e4", "--teacher-cache", "nowhere", "--out", "x"],
+    "distill: bad divergence": ["distill", "--params", "5e3", "--tokens", "1e4", "--teacher", "teacher", "--divergence", "sideways", "--out", "x"],
+    "distill: store not SQLite": ["distill", "--params", "5e3", "--tokens", "1e4", "--teacher", "t1", "--store", "text.db", "--out", "x"],
+    "cache-teacher: out exists": ["cache-teacher", "--teacher", "teacher", "--tokens", "1e4", "--out", "empty"],
+    "cache-teacher: k 0": ["cache-teacher", "--teacher", "teacher", "--tokens", "1e4", "--k", "0", "--out", "c"],
+    "cache-teacher: unknown device": ["cache-teacher", "--teacher", "teacher", "--tokens", "1e4", "--out", "c", "--device", "gpu"],
+    "prune: sparsity 1.5": ["prune", "teacher", "--sparsity", "1.5", "--out", "p"],
+    "prune: teacher without a model": ["prune", "empty", "--params", "1e3", "--out", "p"],
+    "prune: out exists": ["prune", "teacher", "--params", "1e3", "--out", "empty"],
+    "fit: output folder missing": ["fit", "runs.csv", "--out", "nowhere/fit.json"],
+    "fit: negative bootstrap": ["fit", "runs.csv", "--bootstrap", "-1"],
+    "fit: missing table": ["fit", "missing.csv"],
+    "sweep plan: not TOML": ["sweep", "plan", "sweep.json", "--store", "s.db"],
+    "sweep plan: store is a folder": ["sweep", "plan", "micro", "--store", "empty"],
+    "sweep run: no such config": ["sweep", "run", "nowhere.toml", "--store", "s.db"],
+    "sweep run: zero workers": ["sweep", "run", "micro", "--store", "s.db", "--workers", "0"],
+}
+
+
+def test_refused_before_torch_is_imported(paths):
+    reports = refuse_all(paths["tmp"], list(CASES.values()))
+    for name, report in zip(CASES, reports):
+        stderr = report["stderr"]
+        assert report["code"] == 2, f"{name}: exit {report['code']}: {stderr}"
+        assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, f"{name}: {stderr}"
+        assert report["heavy"] == [], f"{name}: imported {report['heavy']} before refusing ({stderr.strip()})"
+    assert not (paths["tmp"] / "x").exists() and not (paths["tmp"] / "s.db").exists()
+
+
+def test_lab_config_and_checks_import_nothing_heavy():
+    code = "import sys, distlaw.lab.config, distlaw.lab.checks, distlaw.lab.pruned, distlaw.lab.protocols, distlaw.store, distlaw.cli.app; " \
+           "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert out.strip() == "[]"
