@@ -262,7 +262,7 @@ class CapacityBootstrap:
         lo, hi, holds = interval_around(teacher_star, self.teacher_star, level)
         with np.errstate(invalid="ignore"):
             share = self.interior.sum(axis=0) / np.isfinite(self.teacher_star).sum(axis=0)
-        notes = interval_notes(self.teacher_star, holds)
+        notes = pd.Series(interval_notes(self.teacher_star, holds), dtype=object)  # None, not NaN, where it holds
         return pd.DataFrame({"teacher_star_lo": lo, "teacher_star_hi": hi, "interval_note": notes, "interior_share": share})
 
     def law_intervals(self, estimates: dict[str, float], level: float = 0.95) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:

@@ -177,7 +177,7 @@ def _number(value: float) -> str:
 
 def _density_interval(row: pd.Series) -> str:
     """lo .. hi of the density, the reason there is none, or blank for a model without a size."""
-    if row["interval_note"] is not None and not pd.isna(row["interval_note"]):
+    if row["interval_note"] is not None:
         return short_note(row["interval_note"]) or ""
     if math.isnan(row["density_lo"]):
         return ""

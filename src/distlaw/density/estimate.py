@@ -146,7 +146,8 @@ def score_models(
         lo_n, hi_n, holds = interval_around(nhat, draws, level)
         out["effective_params_lo"], out["effective_params_hi"] = lo_n, hi_n
         out["density_lo"], out["density_hi"] = lo_n / params, hi_n / params
-        out["interval_note"] = [note if ok else None for note, ok in zip(interval_notes(draws, holds), answered)]
+        notes = [note if ok else None for note, ok in zip(interval_notes(draws, holds), answered)]
+        out["interval_note"] = pd.Series(notes, dtype=object)  # None, not NaN, where the interval holds
     out["status"] = status
     return out
 
