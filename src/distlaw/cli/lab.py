@@ -101,10 +101,14 @@ def data_config(corpus: str, tokenizer: str, seq_len: int, cache_dir: Path | Non
     """The corpus options of a command that reads data in the default order (cache-teacher, prune)."""
     from distlaw.lab.config import DataConfig
 
+    from distlaw.lab.checks import check_data
+
     try:
-        return DataConfig(corpus=corpus, tokenizer=tokenizer, seq_len=seq_len, cache_dir=str(cache_dir) if cache_dir else None)
+        cfg = DataConfig(corpus=corpus, tokenizer=tokenizer, seq_len=seq_len, cache_dir=str(cache_dir) if cache_dir else None)
     except ValidationError as exc:
         raise _option_error(exc) from None
+    check_data(cfg)
+    return cfg
 
 
 def _count(value: float, flag: str) -> int:
@@ -130,7 +134,7 @@ def _run(kind: Literal["supervised", "distilled"], out: Path, shape_args: dict, 
          json_output: bool, teacher: str | None = None, teacher_cache: Path | None = None,
          distill_args: dict | None = None, shard_teacher: bool = False, init: Path | None = None) -> None:
     """Check every option (no torch yet), then prepare the data, train and print the result."""
-    from distlaw.lab.checks import check_device_name, check_run_directory
+    from distlaw.lab.checks import check_data, check_device_name, check_run_directory
     from distlaw.lab.config import DataConfig, DistillConfig, OptimConfig, RunSpec, default_cache
 
     check_device_name(device)
@@ -140,6 +144,7 @@ def _run(kind: Literal["supervised", "distilled"], out: Path, shape_args: dict, 
         data_cfg, optim, distill_cfg = DataConfig(**data_args), OptimConfig(**optim_args), DistillConfig(**(distill_args or {}))
     except ValidationError as exc:
         raise _option_error(exc) from None
+    check_data(data_cfg)
     prune, shape = _initial_shape(init, shape_args, data_cfg.seq_len)
     requested = shape_args["params"]
     warn_size(requested, shape.non_embedding_params)

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from distlaw.errors import DistlawError
+from distlaw.lab.config import DataConfig
+from distlaw.lab.corpus import corpus_files
+from distlaw.lab.tokenizer import check_tokenizer
 
 DEVICE_PATTERN = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 SPEC, RESULT, RESUME = "spec.json", "result.json", "resume.pt"
@@ -27,6 +30,12 @@ def check_device_name(device: str | None) -> None:
     """``None`` (automatic), ``cpu``, ``mps``, ``cuda`` or ``cuda:N``; whether it exists is asked of torch later."""
     if device is not None and not DEVICE_PATTERN.match(device):
         raise DistlawError(f"--device {device!r}: expected cpu, cuda, cuda:N or mps")
+
+
+def check_data(data: DataConfig) -> None:
+    """The corpus exists and holds readable files, and the tokenizer is one that can be made or read."""
+    corpus_files(data.corpus)
+    check_tokenizer(data.tokenizer)
 
 
 def check_run_directory(run_dir: Path) -> None:

@@ -46,12 +46,36 @@ def train_bpe(documents: Callable[[], Iterable[str]], vocab_size: int) -> Tokeni
     return tok
 
 
-def load_tokenizer_dir(path: str | Path) -> Tokenizer:
-    """The ``tokenizer.json`` of a directory (or the file itself)."""
+def tokenizer_file(path: str | Path) -> Path:
+    """The ``tokenizer.json`` of a directory (or the file itself); missing, a DistlawError."""
     p = Path(path)
     file = p / "tokenizer.json" if p.is_dir() else p
     if not file.is_file():
         raise DistlawError(f"{p}: no tokenizer.json (give 'byte', 'bpe:VOCAB' or a tokenizer directory)")
+    return file
+
+
+def bpe_vocab(name: str) -> int:
+    """The vocabulary size of a ``bpe:VOCAB`` tokenizer name."""
+    try:
+        return int(float(name[4:]))
+    except ValueError:
+        raise DistlawError(f"tokenizer {name!r}: expected bpe:VOCAB_SIZE, e.g. bpe:4096") from None
+
+
+def check_tokenizer(name: str) -> None:
+    """``byte``, ``bpe:VOCAB`` or an existing tokenizer file: checked before anything is tokenized."""
+    if name == "byte":
+        return
+    if name.startswith("bpe:"):
+        bpe_vocab(name)
+        return
+    tokenizer_file(name)
+
+
+def load_tokenizer_dir(path: str | Path) -> Tokenizer:
+    """The ``tokenizer.json`` of a directory (or the file itself)."""
+    file = tokenizer_file(path)
     try:
         return Tokenizer.from_file(str(file))
     except Exception as exc:  # tokenizers raises plain Exception on malformed files
@@ -63,10 +87,7 @@ def resolve_tokenizer(name: str, documents: Callable[[], Iterable[str]], corpus_
     if name == "byte":
         return byte_tokenizer()
     if name.startswith("bpe:"):
-        try:
-            vocab_size = int(float(name[4:]))
-        except ValueError:
-            raise DistlawError(f"tokenizer {name!r}: expected bpe:VOCAB_SIZE, e.g. bpe:4096") from None
+        vocab_size = bpe_vocab(name)
         file = cache_dir / "tokenizers" / hashlib.sha256(f"{corpus_key}|{vocab_size}".encode()).hexdigest()[:16] / "tokenizer.json"
         if not file.is_file():
             tok = train_bpe(documents, vocab_size)
