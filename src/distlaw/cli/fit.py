@@ -70,13 +70,13 @@ def fit(
 
     Huber loss on log loss, minimized from every start of the grid at once (batched L-BFGS).
 
-    Examples:
+    Examples (runs.csv: your own runs table, or the one `distlaw runs export` writes from a sweep):
 
       distlaw fit runs.csv --out fitted.json
 
-      distlaw fit chinchilla.csv --law supervised --fix gamma=1 --delta 1e-3 --grid epoch --bootstrap 1000 --json
+      distlaw fit runs.csv --law supervised --fix gamma=1 --delta 1e-3 --grid epoch --bootstrap 1000 --json
 
-      distlaw fit distilled.csv --law distillation --coefficients busbridge2025 --holdout-below 2.3
+      distlaw fit runs.csv --law distillation --coefficients busbridge2025 --holdout-below 2.3
     """
     from distlaw.io import check_output_path
     from distlaw.laws import load_coefficients

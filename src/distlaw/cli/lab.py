@@ -261,9 +261,9 @@ def distill(
     order_seed = cache_k = None
     teacher_name = str(_teacher_path(teacher, store)) if teacher is not None else None
     if teacher_cache is not None:
-        from distlaw.lab.checks import check_teacher_cache
+        from distlaw.lab.checks import cache_manifest
 
-        manifest = check_teacher_cache(teacher_cache)
+        manifest = cache_manifest(teacher_cache)  # its files are verified when the run opens the cache
         order_seed, teacher_name, cache_k = manifest["order_seed"], manifest["teacher"], manifest["k"]
         temperature = manifest["temperature"] if temperature is None else temperature
     _run(

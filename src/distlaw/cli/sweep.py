@@ -27,8 +27,9 @@ sweep_app = typer.Typer(
     help=(
         "Plan, run and watch sweeps of the three protocols of Busbridge et al. (arXiv 2502.08606): "
         "fixed-M teachers x IsoFLOP students (fixedm-isoflop), IsoFLOP teachers x fixed-M students "
-        "(isoflop-fixedm), fixed-M teachers x fixed-M students (fixedm-fixedm). Sweeps are resumable: "
-        "run the same command again after a crash or kill."
+        "(isoflop-fixedm), fixed-M teachers x fixed-M students (fixedm-fixedm); and of the capacity gap's "
+        "teachers pruned to each student size and distilled (prune-distill, Zhang et al.). Sweeps are "
+        f"resumable: run the same command again after a crash or kill. Shipped configs: {', '.join(shipped_configs())}."
     ),
     no_args_is_help=True,
 )

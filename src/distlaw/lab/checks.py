@@ -80,8 +80,8 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_teacher_cache(directory: Path) -> dict:
-    """The manifest of a teacher cache (``distlaw.lab.teacher_cache``), once every file's checksum is verified."""
+def cache_manifest(directory: Path) -> dict:
+    """The manifest of a teacher cache (``distlaw.lab.teacher_cache``), its fields checked (not its files)."""
     file = directory / MANIFEST
     if not file.is_file():
         raise DistlawError(f"{directory}: not a teacher cache (no {MANIFEST}; build one with `distlaw cache-teacher`)")
@@ -94,6 +94,12 @@ def check_teacher_cache(directory: Path) -> dict:
     missing = [key for key in MANIFEST_KEYS if key not in manifest]
     if missing:
         raise DistlawError(f"{file}: corrupted manifest (missing {', '.join(missing)})")
+    return manifest
+
+
+def check_teacher_cache(directory: Path) -> dict:
+    """The manifest of a teacher cache, once every file's checksum is verified."""
+    manifest = cache_manifest(directory)
     for entry in [*manifest["shards"], manifest["val"]]:
         shard = directory / entry["file"]
         if not shard.is_file():
