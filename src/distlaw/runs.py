@@ -72,19 +72,33 @@ def read_runs(path: str | os.PathLike[str], need_loss: bool = True) -> pd.DataFr
     return validate_runs(read_table(path), source=str(path), need_loss=need_loss)
 
 
+def row_labels(df: pd.DataFrame) -> list[str]:
+    """"row N" for each row of a validated table, as the file numbers it (the header is line 1)."""
+    return [f"row {int(i) + 2}" for i in df.index]
+
+
 def predict_runs(runs: pd.DataFrame, coefficients: "Coefficients") -> pd.DataFrame:
     """Copy of a validated runs table with ``predicted_loss``: supervised law for supervised rows,
-    distillation law (Busbridge Eq. 8) for distilled rows."""
+    distillation law (Busbridge Eq. 8) for distilled rows.
+
+    Supervised rows need only the supervised law. Inputs are checked as ``distlaw.laws.domain``
+    does: a teacher loss at or below E is refused naming its row; rows far outside the
+    coefficients' range are warned on (``ExtrapolationWarning``).
+    """
     from distlaw.laws import student_loss, supervised_loss
+    from distlaw.laws.domain import check_domain
 
     out = runs.copy()
     predicted = np.full(len(out), np.nan)
     supervised = (out["kind"] == "supervised").to_numpy()
-    sup = coefficients.require("supervised")
+    sup = coefficients.require("supervised", "predicting every row")
+    check_domain(coefficients, row_labels(out), params=out["params"], tokens=out["tokens"])
     if supervised.any():
         predicted[supervised] = supervised_loss(out.loc[supervised, "params"], out.loc[supervised, "tokens"], sup)
     if (~supervised).any():
+        coefficients.require("distillation", "the distilled rows of the runs table")
         rows = out.loc[~supervised]
+        check_domain(coefficients, row_labels(rows), teacher_loss=rows["teacher_loss"])
         predicted[~supervised] = student_loss(rows["params"], rows["tokens"], rows["teacher_loss"], coefficients)
     out["predicted_loss"] = predicted
     return out

@@ -7,10 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from distlaw.cli.common import console, print_json, print_table
+from rich.markup import escape
+
+from distlaw.cli.common import console, err_console, print_json, print_table
 from distlaw.errors import DistlawError
-from distlaw.io import write_table
-from distlaw.laws import DEFAULT_PRESET, load_coefficients, student_loss, supervised_loss
+from distlaw.io import TABLE_SUFFIXES, check_output_path, write_table
+from distlaw.laws import DEFAULT_PRESET, Coefficients, load_coefficients
+from distlaw.laws.domain import recorded_warnings
+from distlaw.laws.prediction import predict as predict_losses
 from distlaw.runs import predict_runs, read_runs
 
 CoefficientsOption = Annotated[
@@ -20,18 +24,36 @@ CoefficientsOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+def print_warnings(messages: list[str]) -> None:
+    """Each extrapolation warning as one ``warning:`` line on stderr."""
+    for message in messages:
+        err_console.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def predict(
     runs: Annotated[Optional[Path], typer.Argument(help="Runs table (CSV/Parquet); with --out, adds predicted_loss to every row.")] = None,
     params: Annotated[Optional[float], typer.Option("--params", "-n", help="Student non-embedding parameters N.")] = None,
     tokens: Annotated[Optional[float], typer.Option("--tokens", "-d", help="Training/distillation tokens D.")] = None,
-    teacher_loss: Annotated[Optional[float], typer.Option(help="Teacher cross-entropy L_T (nats/token).")] = None,
+    teacher_loss: Annotated[Optional[float], typer.Option(help="Teacher cross-entropy L_T (nats/token); must lie above the supervised law's floor E.")] = None,
     teacher_params: Annotated[Optional[float], typer.Option(help="Teacher parameters N_T (with --teacher-tokens: L_T from the supervised law).")] = None,
     teacher_tokens: Annotated[Optional[float], typer.Option(help="Teacher training tokens D_T.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write the runs table with predicted_loss (.csv/.parquet).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write the runs table with predicted_loss (.csv/.parquet; its folder must exist).")] = None,
     coefficients: CoefficientsOption = DEFAULT_PRESET,
     json_output: JsonOption = False,
 ) -> None:
     """Predict cross-entropy (nats/token) from the supervised law and, with a teacher, the distillation law.
+
+    Without a teacher only the supervised law is used, so a supervised-only coefficients file
+    (distlaw fit --law supervised) works; so does a runs table with only supervised rows.
+
+    A teacher loss at or below the supervised law's floor E is refused (no model reaches it).
+    Inputs far outside the range the coefficients were fitted or published on (their
+    meta.domain) are answered with a "warning:" line on stderr (and "warnings" in JSON):
+    far = more than 10x beyond their sizes or tokens, or a teacher loss whose excess over E is
+    more than 2x beyond theirs.
+
+    JSON: {"supervised_loss", "teacher_loss", "student_loss", "warnings"}; for a runs table
+    {"rows", "out", "warnings"}.
 
     Examples:
 
@@ -41,38 +63,39 @@ def predict(
 
       distlaw predict runs.csv --out predicted.csv --coefficients fitted.json
     """
-    coef = load_coefficients(coefficients)
     if runs is not None:
         if out is None:
             raise DistlawError("predict RUNS needs --out PRED.csv")
-        table = predict_runs(read_runs(runs, need_loss=False), coef)
-        write_table(table, out)
-        if json_output:
-            print_json({"rows": len(table), "out": str(out)})
-        else:
-            console.print(f"wrote {len(table)} rows with predicted_loss to {out}")
+        check_output_path(out, TABLE_SUFFIXES, "predictions table")
+        _predict_table(runs, out, load_coefficients(coefficients), json_output)
         return
+    if out is not None:
+        raise DistlawError("--out writes a runs table's predictions: give the runs table (distlaw predict RUNS --out PRED.csv)")
     if params is None or tokens is None:
         raise DistlawError("give --params and --tokens (or a runs table with --out)")
-    if teacher_loss is not None and (teacher_params is not None or teacher_tokens is not None):
-        raise DistlawError("give either --teacher-loss or --teacher-params with --teacher-tokens, not both")
-    if (teacher_params is None) != (teacher_tokens is None):
-        raise DistlawError("--teacher-params and --teacher-tokens go together")
-    sup = coef.require("supervised")
-    result: dict[str, float | None] = {"supervised_loss": float(supervised_loss(params, tokens, sup))}
-    if teacher_params is not None:
-        teacher_loss = float(supervised_loss(teacher_params, teacher_tokens, sup))
-        result["teacher_loss"] = teacher_loss
-    result["student_loss"] = (
-        float(student_loss(params, tokens, teacher_loss, coef)) if teacher_loss is not None else None
-    )
+    coef = load_coefficients(coefficients)
+    with recorded_warnings() as notes:
+        result = predict_losses(coef, params, tokens, teacher_loss, teacher_params, teacher_tokens)
+    print_warnings(notes)
     if json_output:
-        print_json(result)
+        print_json(result.record())
         return
-    rows = [["supervised loss", result["supervised_loss"]]]
-    if teacher_loss is not None:
-        rows += [["teacher loss", teacher_loss], ["student loss (distilled)", result["student_loss"]]]
+    rows = [["supervised loss", result.supervised_loss]]
+    if result.teacher_loss is not None:
+        rows += [["teacher loss", result.teacher_loss], ["student loss (distilled)", result.student_loss]]
     print_table(f"N={params:.4g}, D={tokens:.4g}, coefficients={coefficients}", ["quantity", "nats/token"], rows)
+
+
+def _predict_table(runs: Path, out: Path, coef: Coefficients, json_output: bool) -> None:
+    """``predict RUNS --out``: every row's predicted loss, written atomically."""
+    with recorded_warnings() as notes:
+        table = predict_runs(read_runs(runs, need_loss=False), coef)
+    write_table(table, out)
+    print_warnings(notes)
+    if json_output:
+        print_json({"rows": len(table), "out": str(out), "warnings": notes})
+    else:
+        console.print(f"wrote {len(table)} rows with predicted_loss to {out}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -28,6 +28,7 @@ from distlaw.fitting.optimizer import (
     compute_threads,
 )
 from distlaw.laws import Coefficients, SupervisedCoefficients, log_supervised_loss
+from distlaw.laws.domain import Domain, span
 
 DEFAULT_DELTA = 1e-4
 """Huber delta of Busbridge et al. 2025 (App. F); Hoffmann 2022 / Epoch 2024 use 1e-3."""
@@ -348,6 +349,7 @@ class RunsFit:
     supervised_used: SupervisedCoefficients | None
     holdout_below: float | None = None
     source: str = "runs table"
+    domain: Domain | None = None  # the rows the laws were fitted on (meta.domain of the --out file)
 
     def results(self) -> dict[str, FitResult]:
         out = {}
@@ -398,6 +400,8 @@ class RunsFit:
         }
         if self.holdout_below is not None:
             meta["holdout_below"] = self.holdout_below
+        if self.domain is not None:
+            meta["domain"] = self.domain.to_meta()
         for law, r in (("supervised", sup), ("distillation", self.distillation)):
             if r is not None:
                 meta["fit"][law] = {
@@ -408,6 +412,17 @@ class RunsFit:
                 }
         data["meta"] = to_jsonable(meta)
         return Coefficients.from_dict(data, source="fit result")
+
+
+def fitted_domain(sup_rows: pd.DataFrame, dist_rows: pd.DataFrame, source: str) -> Domain:
+    """The range of the rows a fit saw (``distlaw.laws.domain``): sizes and tokens of the supervised
+    and distilled rows, teacher losses of the distilled ones."""
+    rows = [r for r in (sup_rows, dist_rows) if not r.empty]
+    teacher = [dist_rows["teacher_loss"]] if not dist_rows.empty else []
+    return Domain(
+        params=span([r["params"] for r in rows]), tokens=span([r["tokens"] for r in rows]),
+        teacher_loss=span(teacher), source=f"the fit of {source}",
+    )
 
 
 def _from_scratch(rows: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
@@ -515,8 +530,10 @@ def fit_runs(
     common = dict(delta=delta, level=level, schedule=schedule, options=options, threads=threads, progress=progress)
 
     sup_result = None
+    sup_train = sup_rows.iloc[:0]
     if fit_sup:
         train, test = _split(sup_rows, holdout_below)
+        sup_train = train
         if train.empty:
             raise DistlawError(f"{source}: no supervised rows with loss >= {holdout_below:g} to fit")
         weights = resample_weights(len(train), bootstrap, rng) if bootstrap else None
@@ -529,9 +546,11 @@ def fit_runs(
             sup_used = SupervisedCoefficients(**sup_result.coefficients)
 
     dist_result = None
+    dist_train = dist_rows.iloc[:0]
     if want_dist:
         assert sup_used is not None
         train, test = _split(dist_rows, holdout_below)
+        dist_train = train
         if train.empty:
             raise DistlawError(f"{source}: no distilled rows with loss >= {holdout_below:g} to fit")
         frame = _distillation_frame(train, sup_used)
@@ -551,4 +570,5 @@ def fit_runs(
     return RunsFit(
         supervised=sup_result, distillation=dist_result, laws=reported, supervised_source=sup_source,
         supervised_used=sup_used, holdout_below=holdout_below, source=source,
+        domain=fitted_domain(sup_train, dist_train, source),
     )

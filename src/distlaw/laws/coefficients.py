@@ -3,10 +3,13 @@
     {"supervised":   {"E", "A", "B", "alpha", "beta", "gamma"},
      "distillation": {"A", "B", "alpha", "beta", "gamma", "c0", "c1", "f1", "d1"},
      "bootstrap":    {"supervised": [{...}, ...], "distillation": [{...}, ...]},   # optional
-     "meta":         {...}}                                                        # optional
+     "meta":         {"name", "domain", ...}}                                      # optional
 
 The distillation block holds the primed coefficients of Busbridge Eq. 8. ``bootstrap`` holds
 coefficient samples (from ``distlaw fit --bootstrap``) that the planner turns into intervals.
+``meta.domain`` records the range of sizes, tokens and teacher losses behind the coefficients
+(see ``distlaw.laws.domain``); a file with only a ``supervised`` block serves everything that
+needs only Eq. 1.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from distlaw.errors import DistlawError
+from distlaw.laws.domain import Domain
 
 LawName = Literal["supervised", "distillation"]
 
@@ -119,12 +123,17 @@ class Coefficients(BaseModel):
     bootstrap: dict[LawName, list[dict[str, float]]] | None = None
     meta: dict[str, Any] | None = None
 
-    def require(self, law: LawName) -> Any:
-        """The block for ``law``, or a DistlawError naming what is missing."""
+    @property
+    def name(self) -> str:
+        """What the coefficients are called in messages: the preset, the file, or the fit's source."""
+        return str((self.meta or {}).get("name", "these coefficients"))
+
+    def require(self, law: LawName, purpose: str = "this") -> Any:
+        """The block for ``law``, or a one-line DistlawError naming the missing block and who needs it."""
         block = getattr(self, law)
         if block is None:
-            source = (self.meta or {}).get("name", "these coefficients")
-            raise DistlawError(f"{source} have no {law} law coefficients")
+            equation = "Eq. 1" if law == "supervised" else "Eq. 8"
+            raise DistlawError(f"{self.name}: no '{law}' block (the {law} law, {equation}), which {purpose} needs")
         return block
 
     def samples(self, law: LawName) -> list[CoefficientBlock]:
@@ -153,6 +162,7 @@ class Coefficients(BaseModel):
             raise DistlawError(f"{source}: {where}: {err['msg']}") from exc
         if coefficients.supervised is None and coefficients.distillation is None:
             raise DistlawError(f"{source}: needs a 'supervised' or 'distillation' block")
+        Domain.from_meta(coefficients.meta, source)
         return coefficients
 
     @classmethod
@@ -164,6 +174,10 @@ class Coefficients(BaseModel):
             raise DistlawError(f"{p}: cannot read ({exc.strerror})") from exc
         except json.JSONDecodeError as exc:
             raise DistlawError(f"{p}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+        except UnicodeDecodeError as exc:
+            raise DistlawError(f"{p}: not a text file (byte {exc.start} is not UTF-8)") from exc
+        if isinstance(data, dict) and isinstance(data.get("meta", {}), dict):
+            data = {**data, "meta": {"name": str(p), **data.get("meta", {})}}  # messages name the file
         return cls.from_dict(data, source=str(p))
 
 

@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike
 
 from distlaw.laws._ops import logaddexp, softplus
 from distlaw.laws.coefficients import Coefficients, positive_array
+from distlaw.laws.domain import check_teacher_loss
 from distlaw.laws.supervised import supervised_loss
 
 
@@ -50,13 +51,15 @@ def student_loss(
 ) -> np.ndarray:
     """Predicted distilled-student cross-entropy L_S(N_S, D_S, L_T) (Eq. 8).
 
-    Ltilde_S comes from ``coefficients.supervised`` at the same (N_S, D_S).
+    Ltilde_S comes from ``coefficients.supervised`` at the same (N_S, D_S). A teacher loss at or
+    below the supervised law's floor E is refused (``distlaw.laws.domain.check_teacher_loss``).
     """
-    dist = coefficients.require("distillation")
-    sup = coefficients.require("supervised")
+    dist = coefficients.require("distillation", "the distilled student's loss")
+    sup = coefficients.require("supervised", "the distilled student's loss (Ltilde_S)")
     ns = positive_array(student_params, "student params")
     ds = positive_array(student_tokens, "student tokens", allow_inf=True)
     lt = positive_array(teacher_loss, "teacher loss")
+    check_teacher_loss(coefficients, lt)
     ltilde = supervised_loss(ns, ds, sup)
     return np.exp(
         log_student_loss(
