@@ -10,7 +10,10 @@ import pytest
 from distlaw.laws import PRESETS, load_coefficients
 from distlaw.planning import SCENARIOS, Planner
 
-RECIPE_KEYS = {"scenario", "compute", "student_tokens", "teacher_params", "teacher_tokens", "teacher_loss", "student_loss", "compute_split"}
+RECIPE_KEYS = {
+    "scenario", "compute", "student_tokens", "teacher_params", "teacher_tokens", "teacher_loss", "student_loss", "compute_split",
+    "at_bound", "choose",
+}
 
 
 def test_json_single_budget(cli):
@@ -27,7 +30,8 @@ def test_json_single_budget(cli):
     best = out["recipes"][0]
     assert best["student_loss"] < out["supervised_loss"]  # a free teacher helps at 1e21 for 1e9
     assert out["gpu_hours"] == pytest.approx(702.17, abs=0.01)
-    assert set(out["crossover_compute"]) == set(SCENARIOS)
+    assert set(out["crossovers"]) == set(SCENARIOS) and set(out["crossover_scan"]) == set(SCENARIOS)
+    assert [rec["choose"] for rec in out["recipes"]] == ["distil", "distil", "supervised", "supervised"]
 
 
 def test_range_prints_one_object_per_budget(cli):
@@ -44,8 +48,8 @@ def test_table_is_readable(cli):
     r = cli("plan", "-n", "1e9", "-C", "1e21")
     assert r.code == 0, r.stderr
     assert "supervised" in r.stdout and "GPU-hours" in r.stdout and "choose" in r.stdout
-    r = cli("plan", "-n", "1e9", "-C", "1e20:1e22:3", "-s", "best")
-    assert r.code == 0 and "student loss" in r.stdout and "Supervised catches up" in r.stdout
+    r = cli("plan", "-n", "1e9", "-C", "1e20:1e22:3", "--scenario", "best")
+    assert r.code == 0 and "student loss" in r.stdout and "best: distillation below 2.21e22 FLOPs" in r.stdout
 
 
 def test_existing_teacher(cli):
@@ -82,14 +86,14 @@ def test_bootstrap_coefficients_add_intervals(cli, tmp_path):
     rows = [{**PRESETS["busbridge2025"]["supervised"], "E": 1.22 + d} for d in np.linspace(-0.02, 0.02, 9)]
     path = tmp_path / "fit.json"
     path.write_text(json.dumps({**PRESETS["busbridge2025"], "bootstrap": {"supervised": rows}}))
-    r = cli("plan", "-n", "1e9", "-C", "1e21", "-s", "best", "-c", path, "--json")
+    r = cli("plan", "-n", "1e9", "-C", "1e21", "--scenario", "best", "-c", path, "--json")
     assert r.code == 0, r.stderr
     out = r.json()
     lo, hi = out["supervised_loss_interval"]
     assert lo < out["supervised_loss"] < hi
     band = out["recipes"][0]["intervals"]
-    assert band["level"] == 0.9 and band["student_loss"][0] <= out["recipes"][0]["student_loss"] <= band["student_loss"][1]
-    assert "bootstrap interval" in cli("plan", "-n", "1e9", "-C", "1e21", "-s", "best", "-c", path).stdout
+    assert band["level"] == 0.95 and band["student_loss"][0] <= out["recipes"][0]["student_loss"] <= band["student_loss"][1]
+    assert "95% bootstrap interval" in cli("plan", "-n", "1e9", "-C", "1e21", "--scenario", "best", "-c", path).stdout
 
 
 @pytest.mark.parametrize("compute", ["1e21", "1e20:1e23:4"])
@@ -107,7 +111,7 @@ def test_plot_is_written(cli, tmp_path, compute):
         (("-n", "1e9", "-C", "1e12"), "less than one student step"),
         (("-n", "-1e9", "-C", "1e21"), "student params must be positive"),
         (("-n", "1e9", "-C", "-1e21"), "compute must be positive"),
-        (("-n", "1e9", "-C", "1e21", "-s", "distil-harder"), "unknown scenario"),
+        (("-n", "1e9", "-C", "1e21", "--scenario", "distil-harder"), "unknown scenario"),
         (("-n", "1e9", "-C", "1e21", "--teacher-params", "7e9", "--teacher-loss", "1.0"), "floor"),
         (("-n", "1e9", "-C", "1e21", "--teacher-params", "-7e9", "--teacher-loss", "2.0"), "teacher params"),
         (("-n", "1e9", "-C", "1e21", "--teacher-loss", "2.0"), "--teacher-params"),
@@ -149,14 +153,14 @@ def test_cli_start_up_does_not_import_plotting():
 
 
 def test_flops_form_and_hardware_options(cli):
-    r = cli("plan", "-n", "1e9", "-C", "6e20", "-s", "best", "--flops", "simple", "--json")
+    r = cli("plan", "-n", "1e9", "-C", "6e20", "--scenario", "best", "--flops", "simple", "--json")
     assert r.code == 0, r.stderr
     assert r.json()["supervised_tokens"] == pytest.approx(1e11)  # D = C / 6N with F = 2N
     # paper form with a 2048 context and a 256-symbol vocabulary: F = 2N + 2 L n_ctx d + 2 V d, N = 12 L d^2, d = 128 L
     n_layers = (1e9 / (12 * 128**2)) ** (1 / 3)
     f = 2e9 + 2 * n_layers * 2048 * 128 * n_layers + 2 * 256 * 128 * n_layers
-    r = cli("plan", "-n", "1e9", "-C", "1e21", "-s", "best", "--n-ctx", "2048", "--vocab", "256", "--json")
+    r = cli("plan", "-n", "1e9", "-C", "1e21", "--scenario", "best", "--n-ctx", "2048", "--vocab", "256", "--json")
     assert r.json()["supervised_tokens"] == pytest.approx(1e21 / (3 * f), rel=1e-9)
-    r = cli("plan", "-n", "1e9", "-C", "1e21", "-s", "best", "--hardware", "a100", "--mfu", "0.5", "--price-per-hour", "2", "--json")
+    r = cli("plan", "-n", "1e9", "-C", "1e21", "--scenario", "best", "--hardware", "a100", "--mfu", "0.5", "--price-per-hour", "2", "--json")
     hours = 1e21 / (312e12 * 0.5) / 3600
     assert r.json()["gpu_hours"] == pytest.approx(hours) and r.json()["cost_usd"] == pytest.approx(2 * hours)

@@ -5,7 +5,7 @@ import pytest
 
 from distlaw import DistlawError, load_coefficients, student_loss, supervised_loss
 from distlaw.compute import FlopModel
-from distlaw.planning import SCENARIOS, ExistingTeacher, Planner, crossover_compute, isoflop_profile, optimal_teacher, parse_scenarios
+from distlaw.planning import SCENARIOS, ExistingTeacher, Planner, crossovers, isoflop_profile, optimal_teacher, parse_scenarios
 from distlaw.planning.search import bisect, grid_minimize
 
 COEF = load_coefficients("busbridge2025")
@@ -47,7 +47,8 @@ def test_published_best_case_at_twenty_tokens_per_param():
 
 def test_published_best_case_flip_between_1p3_and_5_trillion_tokens():
     # LAWS.md sect. 2: the best-case advantage flips sign between about 1.3T and 5T student tokens
-    c = crossover_compute(PLANNER, 1e9, "best")
+    (point,) = crossovers(PLANNER, 1e9, "best").points
+    c = point.compute
     tokens = c / (3 * F(1e9))
     assert 1.3e12 < tokens < 5e12
     below, above = PLANNER.solve(1e9, [c / 1.5, c * 1.5], "best"), PLANNER.supervised(1e9, [c / 1.5, c * 1.5])
@@ -135,7 +136,8 @@ def test_grid_minimize_finds_the_global_minimum_of_a_two_basin_function():
 
 
 def test_crossover_with_an_existing_teacher_is_where_the_closed_forms_meet():
-    c = float(crossover_compute(PLANNER, 1e9, "teacher-inference", ExistingTeacher(7e9, loss=1.95)))
+    (point,) = crossovers(PLANNER, 1e9, "teacher-inference", ExistingTeacher(7e9, loss=1.95)).points
+    c = point.compute
     budgets = c * np.array([0.99, 1.01])
     distilled = student_loss(1e9, budgets / (3 * F(1e9) + F(7e9)), 1.95, COEF)
     supervised = supervised_loss(1e9, budgets / (3 * F(1e9)), COEF.supervised)

@@ -5,7 +5,7 @@ import pytest
 
 from distlaw import load_coefficients
 from distlaw.compute import FlopModel
-from distlaw.planning import Planner, crossover_compute
+from distlaw.planning import Planner, crossovers
 
 FLOPS = FlopModel()
 PLANNER = Planner(load_coefficients("busbridge2025"))
@@ -74,5 +74,7 @@ def test_teacher_inference_favours_overtrained_teachers():
 
 @pytest.mark.parametrize("scenario", ["best", "teacher-inference", "teacher-pretraining", "teacher-pretraining+inference"])
 def test_crossover_compute_grows_with_student_size(scenario):
-    c = crossover_compute(PLANNER, [5e8, 1e9, 3e9, 1e10], scenario)
-    assert np.isfinite(c).all() and np.all(np.diff(c) > 0), c
+    found = [crossovers(PLANNER, ns, scenario) for ns in (5e8, 1e9, 3e9, 1e10)]
+    assert all(x.winner_below == "distillation" and [p.winner_above for p in x.points] == ["supervised"] for x in found)
+    c = [x.points[0].compute for x in found]
+    assert np.all(np.diff(c) > 0), c

@@ -11,7 +11,10 @@ import pytest
 from distlaw import DistlawError, load_coefficients, student_loss, supervised_loss
 from distlaw.compute import FlopModel
 from distlaw.laws import PRESETS, Coefficients
-from distlaw.planning import SCENARIOS, ExistingTeacher, Planner, crossover_compute, isoflop_profile, optimal_teacher
+from distlaw.planning import SCENARIOS, ExistingTeacher, Planner, crossovers, isoflop_profile, optimal_teacher
+
+# the paper's coefficients at a pilot's scale, far outside their domain on purpose
+pytestmark = pytest.mark.filterwarnings("ignore::distlaw.laws.domain.ExtrapolationWarning")
 
 COEF = load_coefficients("busbridge2025")
 F = FlopModel().forward
@@ -107,12 +110,15 @@ def test_crossover_with_a_pilot_teacher_is_where_the_closed_forms_meet():
     # a 2e4 teacher trained on 4e5 tokens: supervised catches up at about 3e13 FLOPs, below the
     # least budget the paper's range allows (10 x one 1e6-token step with its logits), so NaN there
     teacher = ExistingTeacher(2e4, tokens=4e5)
-    c = float(crossover_compute(PILOT, NS, "teacher-inference", teacher))
+    found = crossovers(PILOT, NS, "teacher-inference", teacher)
+    assert found.winner_below == "distillation" and len(found.points) == 1
+    c = found.points[0].compute
     budgets = c * np.array([0.99, 1.01])
     distilled = student_loss(NS, budgets / (3 * F(NS) + F(2e4)), supervised_loss(2e4, 4e5, COEF.supervised), COEF)
     supervised = supervised_loss(NS, budgets / (3 * F(NS)), COEF.supervised)
     assert distilled[0] < supervised[0] and distilled[1] > supervised[1]
-    assert np.isnan(crossover_compute(Planner(COEF), NS, "teacher-inference", teacher))
+    paper_range = crossovers(Planner(COEF), NS, "teacher-inference", teacher)
+    assert paper_range.winner_below == "supervised" and paper_range.points == ()
 
 
 def test_existing_teacher_uses_the_lower_bound():

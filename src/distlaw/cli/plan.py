@@ -9,43 +9,77 @@ import numpy as np
 import typer
 
 from distlaw.cli.common import console, print_json, print_table
+from distlaw.cli.predict import print_warnings
 from distlaw.errors import DistlawError
-from distlaw.laws import DEFAULT_PRESET, load_coefficients
+from distlaw.figures import check_plot_path
+from distlaw.intervals import NO_INTERVAL
+from distlaw.laws import DEFAULT_PRESET, PRESETS, Coefficients, load_coefficients
+from distlaw.laws.domain import recorded_warnings, short_number
+from distlaw.planning.planner import ExistingTeacher
+from distlaw.planning.scenarios import parse_scenarios
+from distlaw.planning.uncertainty import DEFAULT_LEVEL
 
 ISOFLOP_POINTS = 61
+MAX_BUDGETS = 1000
 
 
 def parse_compute(text: str) -> np.ndarray:
-    """``1e21`` -> [1e21]; ``LO:HI:N`` -> N log-spaced budgets from LO to HI."""
+    """``1e21`` -> [1e21]; ``LO:HI:N`` -> N log-spaced budgets from LO to HI (2 <= N <= 1000, both finite)."""
     parts = text.split(":")
     try:
         if len(parts) == 1:
             return np.array([float(parts[0])])
         if len(parts) == 3:
             lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
-            if lo > 0 and hi > lo and n >= 2:
+            if 0 < lo < hi < np.inf and 2 <= n <= MAX_BUDGETS:
                 return np.logspace(np.log10(lo), np.log10(hi), n)
     except ValueError:
         pass
-    raise DistlawError(f"--compute: expected FLOPs like 1e21 or a range LO:HI:N like 1e20:1e24:9, got '{text}'")
+    raise DistlawError(
+        f"--compute: expected FLOPs like 1e21 or a range LO:HI:N like 1e20:1e24:9 (0 < LO < HI, finite, "
+        f"2 <= N <= {MAX_BUDGETS}), got '{text}'"
+    )
 
 
 def parse_size_range(text: str) -> tuple[float, float]:
-    """``LO:HI`` -> bounds on N_T, D_S, D_T, checked as the planner checks them (0 < LO < HI, finite)."""
+    """``LO:HI`` -> bounds on N_T, D_S, D_T, checked as the planner checks them (1 <= LO < HI <= 1e30)."""
     from distlaw.planning.planner import valid_size_range
 
     try:
         lo, hi = (float(part) for part in text.split(":"))
         return valid_size_range((lo, hi))
     except (ValueError, DistlawError):
-        raise DistlawError(f"--size-range: expected LO:HI with 0 < LO < HI, both finite (like 1e3:1e9), got '{text}'") from None
+        raise DistlawError(f"--size-range: expected LO:HI with 1 <= LO < HI <= 1e30 (like 1e3:1e9), got '{text}'") from None
 
 
-def _budget_object(i: int, solved: list, baseline: Any, crossover: dict, intervals: list, hardware: Any) -> dict:
+def describe(spec: str, coef: Coefficients) -> str:
+    """The coefficients as titles name them: a published preset, a fit (its file) or a file."""
+    if spec in PRESETS:
+        return f"{spec} (published preset)"
+    kind = "fitted" if (coef.meta or {}).get("created_by") == "distlaw fit" else "file"
+    return f"{Path(spec).name} ({kind})"
+
+
+def _g(value: Any) -> str:
+    return "-" if value is None else short_number(float(value))
+
+
+def _bounded(rec: dict, key: str) -> str:
+    """A recipe value, marked when it sits on the planner's search bound instead of an optimum."""
+    return _g(rec[key]) + (" (bound)" if key in rec["at_bound"] else "")
+
+
+def _header(name: str) -> str:
+    """Scenario names with spaces, so that narrow terminals wrap them instead of cutting them."""
+    return name.replace("-", "\n").replace("+", "\n+ ")
+
+
+def _budget_object(i: int, solved: list, baseline: Any, crossings: list, bands: list, hardware: Any, notes: list[str]) -> dict:
     c = float(baseline.compute[i])
     recipes = []
-    for r, band in zip(solved, intervals):
+    for r, band in zip(solved, bands):
         rec = r.record(i)
+        rec["choose"] = "distil" if rec["student_loss"] < float(baseline.loss[i]) else "supervised"
         if band is not None:
             rec["intervals"] = band.record(i)
         recipes.append(rec)
@@ -58,66 +92,69 @@ def _budget_object(i: int, solved: list, baseline: Any, crossover: dict, interva
         "recipes": recipes,
         "supervised_loss": float(baseline.loss[i]),
         "supervised_tokens": float(baseline.tokens[i]),
-        "crossover_compute": crossover,
+        "crossovers": {x.scenario: x.record() for x in crossings},
+        "crossover_scan": {x.scenario: {"compute": list(x.scanned), "winner_below": x.winner_below} for x in crossings},
+        "warnings": notes,
     }
-    if intervals and intervals[0] is not None:
-        obj["supervised_loss_interval"] = [float(intervals[0].supervised_loss[0][i]), float(intervals[0].supervised_loss[1][i])]
+    if bands and bands[0] is not None:
+        obj["supervised_loss_interval"] = bands[0].record(i)["supervised_loss"]
     return obj
 
 
-def _g(value: Any) -> str:
-    return "-" if value is None else f"{value:.3g}"
+def _with_band(value: float, band: list | None, has_bands: bool) -> str:
+    if not has_bands:
+        return f"{value:.4f}"
+    return f"{value:.4f} [{band[0]:.3f}, {band[1]:.3f}]" if band is not None else f"{value:.4f} [no interval]"
 
 
-def _header(name: str) -> str:
-    """Scenario names with spaces, so that narrow terminals wrap them instead of cutting them."""
-    return name.replace("-", "\n").replace("+", "\n+ ")
-
-
-def _print_single(obj: dict, intervals: list, crossover: dict, title: str) -> None:
+def _print_single(obj: dict, level: float | None, crossings: list, title: str) -> None:
     recipes = obj["recipes"]
-    sup_band = obj.get("supervised_loss_interval")
-
-    def loss(rec: dict, band: Any) -> str:
-        if band is None:
-            return f"{rec['student_loss']:.4f}"
-        lo, hi = band.recipe_loss
-        return f"{rec['student_loss']:.4f} [{lo[0]:.3f}, {hi[0]:.3f}]"
-
+    has_bands = level is not None
+    loss = lambda rec: _with_band(rec["student_loss"], rec.get("intervals", {}).get("recipe_student_loss"), has_bands)  # noqa: E731
     split = lambda rec, k: f"{100 * rec['compute_split'][k]:.1f}"  # noqa: E731
     rows = [
-        ["D_S tokens", *[_g(r["student_tokens"]) for r in recipes], _g(obj["supervised_tokens"])],
-        ["N_T params", *[_g(r["teacher_params"]) for r in recipes], "-"],
-        ["D_T tokens", *[_g(r["teacher_tokens"]) for r in recipes], "-"],
+        ["D_S tokens", *[_bounded(r, "student_tokens") for r in recipes], _g(obj["supervised_tokens"])],
+        ["N_T params", *[_bounded(r, "teacher_params") for r in recipes], "-"],
+        ["D_T tokens", *[_bounded(r, "teacher_tokens") for r in recipes], "-"],
         ["L_T", *[f"{r['teacher_loss']:.4f}" for r in recipes], "-"],
-        ["L_S", *[loss(r, b) for r, b in zip(recipes, intervals)],
-         f"{obj['supervised_loss']:.4f}" + (f" [{sup_band[0]:.3f}, {sup_band[1]:.3f}]" if sup_band else "")],
+        ["L_S", *[loss(r) for r in recipes], _with_band(obj["supervised_loss"], obj.get("supervised_loss_interval"), has_bands)],
         ["vs supervised", *[f"{r['student_loss'] - obj['supervised_loss']:+.4f}" for r in recipes], "0"],
         ["% student", *[split(r, "student_training") for r in recipes], "100.0"],
         ["% teacher infer", *[split(r, "teacher_inference") for r in recipes], "0.0"],
         ["% teacher pretrain", *[split(r, "teacher_pretraining") for r in recipes], "0.0"],
-        ["choose", *["distil" if r["student_loss"] < obj["supervised_loss"] else "supervised" for r in recipes], ""],
+        ["choose", *[r["choose"] for r in recipes], ""],
     ]
     print_table(title, ["", *[_header(r["scenario"]) for r in recipes], "supervised"], rows)
-    if intervals and intervals[0] is not None:
-        level = f"{100 * intervals[0].level:.0f}%"
-        console.print(f"L_S [lo, hi]: {level} bootstrap interval of each recipe's predicted loss.", markup=False, highlight=False)
-    console.print(f"Budget: {obj['gpu_hours']:.4g} GPU-hours on {obj['hardware']}, about ${obj['cost_usd']:,.0f}.", highlight=False)
-    _print_crossover(crossover)
+    say = lambda text: console.print(text, markup=False, highlight=False)  # noqa: E731
+    if has_bands:
+        say(f"L_S [lo, hi]: {100 * level:.0f}% bootstrap interval of each recipe's predicted loss.")
+        if any("no_interval" in r.get("intervals", {}) for r in recipes):
+            say(f"[no interval]: {NO_INTERVAL}.")
+    if any(r["at_bound"] for r in recipes):
+        say("(bound): the value sits on the search bound (--size-range), not at an optimum; widen the range to see where it goes.")
+    say(f"Budget: {obj['gpu_hours']:.4g} GPU-hours on {obj['hardware']}, about ${obj['cost_usd']:,.0f}.")
+    _print_crossovers(crossings)
 
 
-def _print_crossover(crossover: dict) -> None:
-    for name, c in crossover.items():
-        if c is None:
-            text = "already at the smallest budget"
-        elif np.isinf(c):
-            text = "beyond 1e29 FLOPs (distillation keeps winning)"
-        else:
-            text = f"at C = {c:.3g} FLOPs"
-        console.print(f"Supervised catches up with {name} distillation {text}.", highlight=False)
+def crossover_sentence(x: Any) -> str:
+    """Who wins along compute for one scenario, in words, with every crossover."""
+    lo, hi = (short_number(v) for v in x.scanned)
+    if not x.points:
+        return f"{x.scenario}: {x.winner_below} wins over every budget scanned ({lo}..{hi} FLOPs)."
+    parts = [f"{x.winner_below} below {short_number(x.points[0].compute)} FLOPs"]
+    for p, q in zip(x.points, x.points[1:]):
+        parts.append(f"{p.winner_above} from {short_number(p.compute)} to {short_number(q.compute)}")
+    parts.append(f"{x.points[-1].winner_above} above {short_number(x.points[-1].compute)}")
+    return f"{x.scenario}: {', '.join(parts)} (scanned {lo}..{hi} FLOPs)."
 
 
-def _print_frontier(objs: list[dict], scenarios: list[str], crossover: dict, title: str) -> None:
+def _print_crossovers(crossings: list) -> None:
+    console.print("Who wins, distillation or supervised training of the same student, along compute:", highlight=False)
+    for x in crossings:
+        console.print(f"  {crossover_sentence(x)}", markup=False, highlight=False)
+
+
+def _print_frontier(objs: list[dict], scenarios: list[str], crossings: list, title: str) -> None:
     heads = [_header(s) for s in scenarios]
     by = [{r["scenario"]: r for r in obj["recipes"]} for obj in objs]
     loss_rows = [
@@ -126,27 +163,29 @@ def _print_frontier(objs: list[dict], scenarios: list[str], crossover: dict, tit
     ]
     print_table(f"{title}: student loss L_S (nats/token)", ["compute", "GPU-hours", "supervised", *heads], loss_rows)
     for key, label in (("teacher_params", "optimal teacher params N_T"), ("student_tokens", "D_S tokens")):
-        rows = [[_g(o["compute"]), *[_g(b[s][key]) for s in scenarios]] for o, b in zip(objs, by)]
+        rows = [[_g(o["compute"]), *[_bounded(b[s], key) for s in scenarios]] for o, b in zip(objs, by)]
         print_table(f"{title}: {label}", ["compute", *heads], rows)
-    _print_crossover(crossover)
+    if any(r["at_bound"] for o in objs for r in o["recipes"]):
+        console.print("(bound): on the search bound (--size-range), not at an optimum.", markup=False, highlight=False)
+    _print_crossovers(crossings)
 
 
 def plan(
     student_params: Annotated[float, typer.Option("--student-params", "-n", help="Student non-embedding parameters N_S.")],
-    compute: Annotated[str, typer.Option("--compute", "-C", help="Budget in FLOPs (1e21), or a log-spaced range LO:HI:N (1e20:1e24:9).")],
-    scenario: Annotated[str, typer.Option("--scenario", "-s", help="all, best, teacher-inference, teacher-pretraining or teacher-pretraining+inference.")] = "all",
+    compute: Annotated[str, typer.Option("--compute", "-C", help="Budget in FLOPs (1e21), or a log-spaced range LO:HI:N (1e20:1e24:9, at most 1000 budgets).")],
+    scenario: Annotated[str, typer.Option("--scenario", help="all, best, teacher-inference, teacher-pretraining or teacher-pretraining+inference.")] = "all",
     teacher_params: Annotated[Optional[float], typer.Option(help="An existing teacher's parameters N_T (with --teacher-loss or --teacher-tokens).")] = None,
-    teacher_loss: Annotated[Optional[float], typer.Option(help="The existing teacher's cross-entropy L_T.")] = None,
+    teacher_loss: Annotated[Optional[float], typer.Option(help="The existing teacher's cross-entropy L_T; must lie above the supervised law's floor E.")] = None,
     teacher_tokens: Annotated[Optional[float], typer.Option(help="The existing teacher's training tokens D_T (L_T from the law; enables the pretraining scenarios).")] = None,
-    coefficients: Annotated[str, typer.Option("--coefficients", "-c", help="Preset (busbridge2025) or a coefficients JSON; with bootstrap samples, intervals are reported.")] = DEFAULT_PRESET,
+    coefficients: Annotated[str, typer.Option("--coefficients", "-c", help="Preset (busbridge2025) or a coefficients JSON with both laws; with bootstrap samples, intervals are reported.")] = DEFAULT_PRESET,
     hardware: Annotated[str, typer.Option(help="Hardware profile for GPU-hours and cost: h100 (989 TFLOP/s dense BF16, MFU 0.4, $2.50/h), h200, a100, or a JSON file.")] = "h100",
     mfu: Annotated[Optional[float], typer.Option(help="Override the hardware profile's model FLOPs utilization (0-1].")] = None,
     price_per_hour: Annotated[Optional[float], typer.Option(help="Override the profile's USD per GPU-hour.")] = None,
     flops: Annotated[str, typer.Option(help="F(N): 'paper' (2N + attention + vocabulary, App. H) or 'simple' (2N).")] = "paper",
     n_ctx: Annotated[int, typer.Option(help="Context length in the paper's F(N).")] = 4096,
     vocab: Annotated[int, typer.Option(help="Vocabulary size in the paper's F(N).")] = 32768,
-    level: Annotated[float, typer.Option(help="Interval level when the coefficients carry bootstrap samples.")] = 0.9,
-    plot: Annotated[Optional[Path], typer.Option(help="Write a figure (.png/.pdf/.svg): IsoFLOP profiles for one budget, the frontier for a range.")] = None,
+    level: Annotated[float, typer.Option(help="Interval level when the coefficients carry bootstrap samples.")] = DEFAULT_LEVEL,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a figure (.png/.pdf/.svg; its folder must exist): IsoFLOP profiles for one budget, the frontier for a range.")] = None,
     size_range: Annotated[str, typer.Option(help="LO:HI bounds on teacher size, student tokens and teacher tokens; default 1e6:1e17 as in the paper; lower it to plan at the scale of a small pilot whose coefficients you fitted.")] = "1e6:1e17",
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
@@ -159,15 +198,29 @@ def plan(
     teacher-pretraining = plus training the teacher; teacher-pretraining+inference = both.
     In the best case only the teacher's loss matters; the teacher shown is the cheapest one reaching it.
     Teachers, student and teacher tokens are searched in 1e6..1e17 (App. H) unless --size-range
-    says otherwise. "Supervised catches up" is the budget beyond which training the student alone is
-    at least as good (crossover).
+    says otherwise; a value on that bound is marked "(bound)" (JSON: "at_bound"), since it is
+    where the search stopped, not an optimum.
+
+    Crossovers: the gap between distillation and supervised training can change sign more than
+    once along compute; every budget where it does is reported (scanned from ten times the least
+    usable budget to 1e29 FLOPs, and at the budgets asked), in words, in JSON ("crossovers": a list
+    per scenario) and as dotted lines on the frontier plot. They agree with "choose" at every
+    budget asked.
 
     With --teacher-params and --teacher-loss (or --teacher-tokens), the teacher is given and only
     D_S = what the budget leaves is planned. A range of budgets prints the frontier. Coefficients
-    with bootstrap samples (distlaw fit --bootstrap) add intervals to every recipe.
+    with bootstrap samples (distlaw fit --bootstrap) add intervals to every recipe; where the
+    samples' interval does not contain the recipe's own value, "no interval" is shown instead.
 
-    JSON: {"recipes": [...], "supervised_loss", "supervised_tokens", "crossover_compute", ...};
-    a list of such objects for a range of budgets.
+    What the coefficients can answer: a teacher loss at or below the supervised law's floor E is
+    refused. N_S, the tokens D = C / 3 F(N_S) a budget buys the student and the teacher are checked
+    against the range the coefficients were fitted or published on (meta.domain); far outside it
+    (more than 10x beyond their sizes or tokens, or a teacher loss whose excess over E is more than
+    2x beyond theirs) the answer comes with a "warning:" line on stderr ("warnings" in JSON).
+
+    JSON: {"recipes": [{..., "at_bound", "choose", "intervals"}], "supervised_loss",
+    "supervised_tokens", "crossovers", "crossover_scan", "warnings", ...}; a list of such objects
+    for a range of budgets.
 
     Examples:
 
@@ -181,9 +234,6 @@ def plan(
 
       distlaw plan -n 5e3 -C 1e13 -c pilot-fit.json --size-range 1e2:1e12 --vocab 256    (a CPU pilot's scale)
     """
-    from distlaw.compute import FlopModel, load_hardware
-    from distlaw.planning import ExistingTeacher, Planner, crossover_compute, parse_scenarios, recipe_intervals
-
     budgets = parse_compute(compute)
     sizes = parse_size_range(size_range)
     scenarios = parse_scenarios(scenario)
@@ -191,6 +241,8 @@ def plan(
         raise DistlawError(f"--flops must be 'paper' or 'simple', got '{flops}'")
     if not 0 < level < 1:
         raise DistlawError(f"--level must be between 0 and 1, got {level:g}")
+    if plot is not None:
+        check_plot_path(plot)
     teacher = None
     if teacher_params is not None or teacher_loss is not None or teacher_tokens is not None:
         if teacher_params is None or (teacher_loss is None) == (teacher_tokens is None):
@@ -202,47 +254,60 @@ def plan(
         raise DistlawError("--plot with an existing teacher needs a range of budgets (--compute LO:HI:N)")
     if n_ctx < 1 or vocab < 2:
         raise DistlawError(f"--n-ctx must be >= 1 and --vocab >= 2, got {n_ctx} and {vocab}")
+    from distlaw.compute import FlopModel, load_hardware
+    from distlaw.planning import Planner, crossovers, recipe_intervals
+
     hw = load_hardware(hardware).with_overrides(mfu, price_per_hour)
     coef = load_coefficients(coefficients)
     planner = Planner(coef, FlopModel(form=flops, n_ctx=n_ctx, vocab_size=vocab), size_range=sizes)
+    if teacher is not None:
+        planner.check_teacher(teacher)
+    notes = []
+    for c in budgets:
+        with recorded_warnings() as budget_notes:
+            planner.check_domain(student_params, c, teacher)
+        notes.append(budget_notes)
     if teacher is None:
-        solved = [planner.solve(student_params, budgets, s) for s in scenarios]
+        solved = [planner.solve(student_params, budgets, s, warn=False) for s in scenarios]
     else:
-        solved = [planner.solve_existing(student_params, budgets, teacher, s) for s in scenarios]
+        solved = [planner.solve_existing(student_params, budgets, teacher, s, warn=False) for s in scenarios]
     baseline = planner.supervised(student_params, budgets)
-    sampled = bool(coef.bootstrap)
-    intervals = [recipe_intervals(planner, r, level, teacher) if sampled else None for r in solved]
-    crossover = {}
-    for s in scenarios:
-        c = float(crossover_compute(planner, student_params, s, teacher))
-        crossover[s.name] = None if np.isnan(c) else c
-    objs = [_budget_object(i, solved, baseline, crossover, intervals, hw) for i in range(len(budgets))]
+    bands = [recipe_intervals(planner, r, level, teacher) if coef.bootstrap else None for r in solved]
+    crossings = [crossovers(planner, student_params, s, teacher, include=budgets) for s in scenarios]
+    objs = [_budget_object(i, solved, baseline, crossings, bands, hw, notes[i]) for i in range(len(budgets))]
+    source = describe(coefficients, coef)
 
     if plot is not None:
-        from distlaw.planning import plot as plotting
-
-        if len(budgets) > 1:
-            plotting.plot_frontier(plot, solved, baseline)
-        else:
-            from distlaw.planning import isoflop_profile
-
-            lo, hi = max(sizes[0], student_params / 100), min(sizes[1], student_params * 1000)
-            grid = np.logspace(np.log10(lo), np.log10(hi), ISOFLOP_POINTS)
-            profiles = [isoflop_profile(planner, student_params, budgets[0], grid, s) for s in scenarios]
-            plotting.plot_isoflop(plot, profiles, float(baseline.loss[0]), solved)
-
+        _plot(plot, planner, solved, baseline, crossings, bands, source)
+    print_warnings(list(dict.fromkeys(n for budget_notes in notes for n in budget_notes)))
     if json_output:
         print_json(objs[0] if len(budgets) == 1 else objs)
         return
-    title = f"N_S = {student_params:.4g}, coefficients {coefficients}"
+    title = f"N_S = {student_params:.4g}, coefficients {source}"
     if teacher is not None:
         title += f", teacher N_T = {teacher_params:.4g}"
+    level_shown = level if coef.bootstrap else None
     if len(budgets) == 1:
-        _print_single(objs[0], intervals, crossover, f"{title}, C = {budgets[0]:.4g} FLOPs")
+        _print_single(objs[0], level_shown, crossings, f"{title}, C = {budgets[0]:.4g} FLOPs")
     else:
-        _print_frontier(objs, [s.name for s in scenarios], crossover, title)
+        _print_frontier(objs, [s.name for s in scenarios], crossings, title)
     if plot is not None:
         console.print(f"wrote {plot}", highlight=False)
+
+
+def _plot(path: Path, planner: Any, solved: list, baseline: Any, crossings: list, bands: list, source: str) -> None:
+    """The frontier for a range of budgets, the IsoFLOP profiles (over teachers within the size range) for one."""
+    from distlaw.planning import isoflop_profile
+    from distlaw.planning import plot as plotting
+
+    if len(baseline.compute) > 1:
+        plotting.plot_frontier(path, solved, baseline, crossings, bands, source)
+        return
+    n_s, c = float(baseline.student_params[0]), float(baseline.compute[0])
+    lo, hi = planner.size_range
+    grid = np.logspace(np.log10(max(lo, n_s / 100)), np.log10(max(min(hi, n_s * 1000), 2 * max(lo, n_s / 100))), ISOFLOP_POINTS)
+    profiles = [isoflop_profile(planner, n_s, c, grid, r.scenario) for r in solved]
+    plotting.plot_isoflop(path, profiles, float(baseline.loss[0]), solved, source)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,7 @@
 """Answers derived from the compute-optimal solutions (Busbridge et al. 2025, arXiv 2502.08606, Sec. 5).
 
-- ``crossover_compute``: the budget at which supervised training of a student catches up with
-  distillation (Fig. 1, Sec. 5.2); it grows with the student's size.
+- ``crossovers``: every budget at which distillation starts or stops beating supervised training
+  of a student (Fig. 1, Sec. 5.2); the first grows with the student's size.
 - ``optimal_teacher``: the teacher loss that minimizes the student's loss at given (N_S, D_S), and a
   teacher that reaches it: beyond it a stronger teacher hurts (the capacity gap, Eq. 8; cf. Zhang et
   al., arXiv 2311.07052).
@@ -22,51 +22,97 @@ from distlaw.planning.scenarios import Scenario, get_scenario
 from distlaw.planning.search import bisect, grid_minimize
 
 
-def crossover_compute(
+SCAN_POINTS = 97  # budgets scanned per problem: 8 per decade over the default 1e17..1e29
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """A budget at which the sign of L_S - L_sup changes: above it, ``winner_above`` wins."""
+
+    compute: float
+    winner_above: str  # "distillation" or "supervised"
+
+    def record(self) -> dict:
+        return {"compute": self.compute, "winner_above": self.winner_above}
+
+
+@dataclass(frozen=True)
+class Crossovers:
+    """Every crossover of one scenario over the scanned budgets [lo, hi], and who wins below the first."""
+
+    scenario: str
+    scanned: tuple[float, float]
+    winner_below: str
+    points: tuple[Crossover, ...]
+
+    def winner_at(self, compute: float) -> str:
+        """Who wins at ``compute`` according to the crossovers (in the scanned range)."""
+        winner = self.winner_below
+        for p in self.points:
+            if compute >= p.compute:
+                winner = p.winner_above
+        return winner
+
+    def record(self) -> list[dict]:
+        """JSON: the list of crossovers, in order of compute."""
+        return [p.record() for p in self.points]
+
+
+def _winner(gap: np.ndarray) -> np.ndarray:
+    """Distillation wins where L_S - L_sup < 0, supervised training where it is >= 0 (ties go to supervised)."""
+    return np.where(gap < 0, "distillation", "supervised")
+
+
+def crossovers(
     planner: Planner,
-    student_params: ArrayLike,
+    student_params: float,
     scenario: str | Scenario = "best",
     teacher: ExistingTeacher | None = None,
     max_compute: float = 1e29,
-    scan_points: int = 25,
-) -> np.ndarray:
-    """Smallest budget C at which supervised training of N_S is as good as distillation (per N_S).
+    scan_points: int = SCAN_POINTS,
+    include: ArrayLike = (),
+) -> Crossovers:
+    """Every budget C at which distillation starts or stops beating supervised training of N_S.
 
-    Scans log C from ten times the least usable budget to ``max_compute``, then bisects the first
-    bracket where distillation's advantage L_sup - L_S changes sign from positive to non-positive.
-    ``inf`` where distillation still wins at ``max_compute``; NaN where it loses from the start.
+    The gap L_S(C) - L_sup(C) of the optimal recipe (or of the given teacher) against the same
+    student trained on all of C (Busbridge et al. 2025, Fig. 1, Sec. 5.2) is scanned over ``scan_points``
+    log-spaced budgets from ten times the least usable budget to ``max_compute``, plus the budgets
+    ``include`` (the ones a plan is asked about, so that its choice and its crossovers agree);
+    each sign change is then bisected. Two crossovers closer than one scan step are not resolved.
     """
     scn = get_scenario(scenario)
-    ns = planner.student_sizes(student_params)
-    if teacher is None:
-        least = planner.minimum_compute(ns, scn)
-    else:
-        f_t = planner.flops.forward(teacher.params)
-        pretraining = 3 * f_t * (teacher.tokens or 0.0) * scn.teacher_pretraining
-        least = pretraining + (3 * planner.flops.forward(ns) + scn.teacher_logits * f_t) * planner.size_range[0]
-    log_lo = np.log(10 * least)
-    if (log_lo >= np.log(max_compute)).any():
-        raise DistlawError(f"max compute {max_compute:g} is below the least usable budget {float(np.max(10 * least)):.3g}")
+    ns = float(planner.student_sizes(student_params))
+    least = float(_least_compute(planner, ns, scn, teacher))
+    extra = np.asarray(include, dtype=float).ravel()
+    lo, hi = float(np.min(extra, initial=10 * least)), float(np.max(extra, initial=max_compute))
+    if lo >= hi:
+        raise DistlawError(f"max compute {max_compute:g} is below the least usable budget {10 * least:.3g}")
 
     def gap(log_c: np.ndarray) -> np.ndarray:
-        c, n = np.exp(log_c), ns[..., None] if log_c.ndim > ns.ndim else ns
+        c = np.exp(log_c)
         if teacher is None:
-            dist = planner.solve(n, c, scn)
+            dist = planner.solve(ns, c, scn, warn=False)
         else:
-            dist = planner.solve_existing(n, c, teacher, scn)
-        return dist.student_loss - planner.supervised(n, c).loss
+            dist = planner.solve_existing(ns, c, teacher, scn, warn=False)
+        return dist.student_loss - planner.supervised(ns, c).loss
 
-    t = np.linspace(0.0, 1.0, scan_points)
-    grid = log_lo[..., None] + (np.log(max_compute) - log_lo[..., None]) * t
-    g = gap(grid)
-    flips = (g[..., :-1] < 0) & (g[..., 1:] >= 0)
-    found = flips.any(axis=-1)
-    j = np.argmax(flips, axis=-1)[..., None]
-    lo = np.take_along_axis(grid, j, axis=-1)[..., 0]
-    hi = np.take_along_axis(grid, j + 1, axis=-1)[..., 0]
-    root = bisect(gap, lo, hi, iters=20)
-    always = (g < 0).all(axis=-1)
-    return np.where(found, np.exp(root), np.where(always, np.inf, np.nan))
+    grid = np.union1d(np.linspace(np.log(lo), np.log(hi), scan_points), np.log(extra))
+    winners = _winner(gap(grid))
+    flips = np.flatnonzero(winners[1:] != winners[:-1])
+    rising = winners[flips + 1] == "supervised"  # the gap turns non-negative: supervised catches up
+    sign = np.where(rising, 1.0, -1.0)
+    roots = bisect(lambda x: sign * gap(x), grid[flips], grid[flips + 1], iters=30) if flips.size else np.empty(0)
+    points = tuple(Crossover(float(np.exp(r)), str(w)) for r, w in zip(roots, winners[flips + 1]))
+    return Crossovers(scn.name, (lo, hi), str(winners[0]), points)
+
+
+def _least_compute(planner: Planner, ns: float, scn: Scenario, teacher: ExistingTeacher | None) -> float:
+    """The smallest budget the scenario can use for N_S: one student step (plus a given teacher's pretraining)."""
+    if teacher is None:
+        return float(planner.minimum_compute(ns, scn))
+    f_t = planner.flops.forward(teacher.params)
+    pretraining = 3 * f_t * (teacher.tokens or 0.0) * scn.teacher_pretraining
+    return float(pretraining + (3 * planner.flops.forward(ns) + scn.teacher_logits * f_t) * planner.size_range[0])
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from distlaw.laws import Coefficients, log_student_loss, log_supervised_loss
 
 SUPERVISED_KEYS = ("E", "A", "B", "alpha", "beta", "gamma")
 DISTILLATION_KEYS = ("A", "B", "alpha", "beta", "gamma", "c0", "c1", "f1", "d1")
+PURPOSE = "planning distillation against supervised training"
 
 
 def _column(values: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -36,8 +37,8 @@ class LawBatch:
     @classmethod
     def point(cls, coefficients: Coefficients) -> LawBatch:
         """The coefficients' point estimate as a batch of one."""
-        sup = coefficients.require("supervised").as_dict()
-        dist = coefficients.require("distillation").as_dict()
+        sup = coefficients.require("supervised", PURPOSE).as_dict()
+        dist = coefficients.require("distillation", PURPOSE).as_dict()
         return cls({k: np.array([sup[k]]) for k in SUPERVISED_KEYS}, {k: np.array([dist[k]]) for k in DISTILLATION_KEYS})
 
     @classmethod
@@ -52,8 +53,8 @@ class LawBatch:
             source = (coefficients.meta or {}).get("name", "these coefficients")
             raise DistlawError(f"{source} have no bootstrap samples (run `distlaw fit --bootstrap`)")
         n = min(len(sup) or len(dist), len(dist) or len(sup))
-        sup = sup[:n] or [coefficients.require("supervised").as_dict()] * n
-        dist = dist[:n] or [coefficients.require("distillation").as_dict()] * n
+        sup = sup[:n] or [coefficients.require("supervised", PURPOSE).as_dict()] * n
+        dist = dist[:n] or [coefficients.require("distillation", PURPOSE).as_dict()] * n
         return cls(
             {k: np.array([row[k] for row in sup]) for k in SUPERVISED_KEYS},
             {k: np.array([row[k] for row in dist]) for k in DISTILLATION_KEYS},

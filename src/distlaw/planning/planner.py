@@ -29,22 +29,27 @@ from distlaw.compute import FlopModel
 from distlaw.errors import DistlawError
 from distlaw.laws import Coefficients
 from distlaw.laws.coefficients import positive_array
+from distlaw.laws.domain import check_domain, check_teacher_loss, short_number
 from distlaw.planning.lawbatch import LawBatch
 from distlaw.planning.scenarios import Scenario, get_scenario
 from distlaw.planning.search import grid_minimize
 
 DEFAULT_SIZE_RANGE = (1e6, 1e17)  # bounds on N_T, D_S, D_T (App. H); 1e6 tokens is about one training step
+LARGEST = 1e30  # no size, token count or bound beyond this: far past any model or corpus, and FLOP products stay finite
 CHUNK_POINTS = 2**21  # grid points evaluated at once, to bound memory
+BOUND_TOL = 1e-4  # a recipe value within 0.01 % of the size range's edge sits on it (the 2-D search stops that close)
+BOUNDED_FIELDS = {"teacher_params": (True, True), "student_tokens": (True, False), "teacher_tokens": (True, True)}
+"""Recipe fields the search bounds, and which edges bound them (D_S only from below)."""
 RECORD_FIELDS = (
     "compute", "student_params", "student_tokens", "teacher_params", "teacher_tokens", "teacher_loss", "student_loss"
 )
 
 
 def valid_size_range(size_range: tuple[float, float]) -> tuple[float, float]:
-    """``(lo, hi)`` bounds on N_T, D_S, D_T as floats; a one-line DistlawError unless 0 < lo < hi < inf."""
+    """``(lo, hi)`` bounds on N_T, D_S, D_T as floats; a one-line DistlawError unless 1 <= lo < hi <= 1e30."""
     lo, hi = (float(x) for x in size_range)
-    if not 0 < lo < hi < np.inf:
-        raise DistlawError(f"size range must be finite with 0 < lo < hi, got {lo:g}:{hi:g}")
+    if not 1 <= lo < hi <= LARGEST:
+        raise DistlawError(f"size range must have 1 <= lo < hi <= {LARGEST:g}, got {lo:g}:{hi:g}")
     return lo, hi
 
 
@@ -63,6 +68,7 @@ class Recipes:
     student_flops: np.ndarray
     teacher_inference_flops: np.ndarray
     teacher_pretraining_flops: np.ndarray
+    size_range: tuple[float, float] | None = None  # the search bounds; None where nothing was searched
 
     def compute_split(self) -> dict[str, np.ndarray]:
         """Fractions of the counted compute: student training, teacher inference, teacher pretraining."""
@@ -73,12 +79,25 @@ class Recipes:
             "teacher_pretraining": self.teacher_pretraining_flops / total,
         }
 
+    def at_bound(self, index: tuple[int, ...] | int = ()) -> list[str]:
+        """The fields of one recipe that sit on the search bound (an edge of the size range, not an optimum)."""
+        if self.size_range is None:
+            return []
+        lo, hi = self.size_range
+        out = []
+        for name, (low, high) in BOUNDED_FIELDS.items():
+            value = float(getattr(self, name)[index])
+            if (low and abs(np.log(value / lo)) <= BOUND_TOL) or (high and abs(np.log(value / hi)) <= BOUND_TOL):
+                out.append(name)
+        return out
+
     def record(self, index: tuple[int, ...] | int = ()) -> dict:
-        """One recipe as plain JSON-ready values."""
+        """One recipe as plain JSON-ready values; ``at_bound`` lists the fields on the search bound."""
         return {
             "scenario": self.scenario,
             **{k: float(getattr(self, k)[index]) for k in RECORD_FIELDS},
             "compute_split": {k: float(v[index]) for k, v in self.compute_split().items()},
+            "at_bound": self.at_bound(index),
         }
 
 
@@ -160,6 +179,17 @@ class Planner:
             raise DistlawError(f"student params must be between 1 and {self.size_range[1]:g}, got {got:g}")
         return ns
 
+    def check_teacher(self, teacher: ExistingTeacher) -> None:
+        """A one-line DistlawError for a teacher the laws cannot serve: sizes or tokens not in (0, 1e30],
+        both or neither of loss and tokens, or a loss not above the supervised law's floor E."""
+        for value, name in ((teacher.params, "teacher params"), (teacher.tokens, "teacher tokens")):
+            if value is not None and float(positive_array(value, name)) > LARGEST:
+                raise DistlawError(f"{name} must be at most {LARGEST:g}, got {float(value):g}")
+        if (teacher.loss is None) == (teacher.tokens is None):
+            raise DistlawError("give the teacher's loss or its training tokens (exactly one)")
+        if teacher.loss is not None:
+            check_teacher_loss(self.coefficients, positive_array(teacher.loss, "teacher loss"))
+
     def check(self, student_params: ArrayLike, compute: ArrayLike, scenario: Scenario) -> None:
         """Raise a one-line DistlawError for sizes or budgets the planner cannot serve."""
         ns, c = np.broadcast_arrays(self.student_sizes(student_params), positive_array(compute, "compute"))
@@ -183,10 +213,36 @@ class Planner:
 
     # -- distillation ------------------------------------------------------------------------
 
-    def solve(self, student_params: ArrayLike, compute: ArrayLike, scenario: str | Scenario = "best") -> Recipes:
-        """The compute-optimal recipe (D_S, N_T, D_T, L_T, L_S) for each student size and budget."""
+    def check_domain(
+        self, student_params: ArrayLike, compute: ArrayLike, teacher: ExistingTeacher | None = None
+    ) -> list[str]:
+        """Warn (``ExtrapolationWarning``) where N_S, the tokens D = C / 3 F(N_S) a budget buys the
+        student, or an existing teacher lie far outside the coefficients' domain; returns the messages.
+
+        A teacher loss at or below the supervised law's floor E is refused (``distlaw.laws.domain``).
+        """
+        ns, c = np.broadcast_arrays(self.student_sizes(student_params), positive_array(compute, "compute"))
+        tokens = c / (3 * self.flops.forward(ns))
+        labels = [f"N_S = {short_number(n)}, C = {short_number(x)}" for n, x in zip(ns.ravel(), c.ravel())] if c.size > 1 else None
+        notes = check_domain(self.coefficients, params=np.unique(ns))
+        notes += check_domain(self.coefficients, labels, tokens=tokens)
+        if teacher is not None:
+            notes += check_domain(
+                self.coefficients, teacher_params=teacher.params, teacher_tokens=teacher.tokens, teacher_loss=teacher.loss
+            )
+        return notes
+
+    def solve(
+        self, student_params: ArrayLike, compute: ArrayLike, scenario: str | Scenario = "best", warn: bool = True
+    ) -> Recipes:
+        """The compute-optimal recipe (D_S, N_T, D_T, L_T, L_S) for each student size and budget.
+
+        ``warn``: check the inputs against the coefficients' domain (``check_domain``) first.
+        """
         scn = get_scenario(scenario)
         self.check(student_params, compute, scn)
+        if warn:
+            self.check_domain(student_params, compute)
         (ns, c), law, shape = self.batch(student_params, compute)
         log_ns, log_c = np.log(ns), np.log(c)
         parts: list[dict[str, np.ndarray]] = []
@@ -291,9 +347,14 @@ class Planner:
         return {"log_ds": log_ds, "log_nt": log_nt, "log_dt": log_dt, "log_lt": log_lt, "log_ls": log_ls}
 
     def build_recipes(
-        self, scn: Scenario, ns: np.ndarray, c: np.ndarray, logs: dict[str, np.ndarray], shape: tuple[int, ...]
+        self, scn: Scenario, ns: np.ndarray, c: np.ndarray, logs: dict[str, np.ndarray], shape: tuple[int, ...],
+        searched: bool = True,
     ) -> Recipes:
-        """Recipes (reshaped to ``shape``) from flat log-space solutions, with their FLOP split."""
+        """Recipes (reshaped to ``shape``) from flat log-space solutions, with their FLOP split.
+
+        ``searched``: the teacher and tokens came from a search within the size range (so a value on
+        its edge is a bound, not an optimum); False for a given teacher.
+        """
         ds, nt, dt = np.exp(logs["log_ds"]), np.exp(logs["log_nt"]), np.exp(logs["log_dt"])
         f_t = self.flops.forward(nt)
         values = {
@@ -308,7 +369,8 @@ class Planner:
             "teacher_inference_flops": scn.teacher_logits * f_t * ds,
             "teacher_pretraining_flops": 3 * f_t * dt if scn.teacher_pretraining else np.zeros_like(dt),
         }
-        return Recipes(scn.name, **{k: v.reshape(shape) for k, v in values.items()})
+        bounds = self.size_range if searched else None
+        return Recipes(scn.name, **{k: v.reshape(shape) for k, v in values.items()}, size_range=bounds)
 
     # -- an existing teacher -----------------------------------------------------------------
 
@@ -318,25 +380,24 @@ class Planner:
         compute: ArrayLike,
         teacher: ExistingTeacher,
         scenario: str | Scenario = "teacher-inference",
+        warn: bool = True,
     ) -> Recipes:
         """Best D_S under C for a given teacher: L_S falls with D_S (Eq. 8), so spend everything left.
 
         D_S = (C - dPre 3 F(N_T) D_T) / (3 F(N_S) + dLgt F(N_T)). The teacher gives its loss or its
         training tokens (then L_T = L(N_T, D_T)); counting its pretraining needs the tokens.
+        Its size and tokens are at most 1e30; ``warn`` as in ``solve``.
         """
         scn = get_scenario(scenario)
-        nt = float(positive_array(teacher.params, "teacher params"))
-        if (teacher.loss is None) == (teacher.tokens is None):
-            raise DistlawError("give the teacher's loss or its training tokens (exactly one)")
+        self.check_teacher(teacher)
         if scn.teacher_pretraining and teacher.tokens is None:
             raise DistlawError(f"scenario {scn.name} counts the teacher's pretraining: give its training tokens")
         ns = self.student_sizes(student_params)
         c = positive_array(compute, "compute")
-        if teacher.loss is not None:
-            floor = self.coefficients.require("supervised").E
-            if not teacher.loss > floor:
-                raise DistlawError(f"teacher loss {teacher.loss:g} is not above the supervised law's floor E = {floor:g}")
-        dt = np.nan if teacher.tokens is None else float(positive_array(teacher.tokens, "teacher tokens"))
+        if warn:
+            self.check_domain(ns, c, teacher)
+        nt = float(teacher.params)
+        dt = np.nan if teacher.tokens is None else float(teacher.tokens)
         (ns, c), law, shape = self.batch(ns, c)
         f_t = self.flops.forward(nt)
         left = c - scn.teacher_pretraining * 3 * f_t * np.nan_to_num(dt)
@@ -351,4 +412,4 @@ class Planner:
         log_lt = np.full_like(ns, np.log(teacher.loss)) if teacher.loss is not None else law.log_supervised(log_nt, log_dt)
         log_ls = law.log_student(np.log(ns), np.log(ds), log_lt)
         logs = {"log_ds": np.log(ds), "log_nt": log_nt, "log_dt": log_dt, "log_lt": log_lt, "log_ls": log_ls}
-        return self.build_recipes(scn, ns, c, logs, shape)
+        return self.build_recipes(scn, ns, c, logs, shape, searched=False)

@@ -6,6 +6,10 @@ arXiv 2502.08606, App. F, and Besiroglu et al. 2024 do). Two questions get two a
 - how uncertain is the recipe: each sample's own optimum, summarized by quantiles;
 - how uncertain is the loss of the recipe you will actually run: the point-estimate recipe's
   predicted loss under every sample (its teacher's loss recomputed from N_T, D_T per sample).
+
+Every band holds its own estimate (``distlaw.intervals.interval_around``): where the samples'
+distribution misses it (most samples in another basin, or on a bound), the band is NaN and
+``record`` says so instead of printing an interval that contradicts the recipe.
 """
 
 from __future__ import annotations
@@ -14,30 +18,39 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distlaw.intervals import central_interval
+from distlaw.intervals import NO_INTERVAL, interval_around
 from distlaw.planning.planner import ExistingTeacher, Planner, Recipes
 
 RECIPE_FIELDS = ("student_tokens", "teacher_params", "teacher_tokens", "teacher_loss", "student_loss")
+DEFAULT_LEVEL = 0.95
+Band = tuple[np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
 class Intervals:
-    """Quantile bands at ``level``: per recipe field, for the recipe's loss, and for supervised."""
+    """Quantile bands at ``level``: per recipe field, for the recipe's loss, and for supervised.
+
+    Each band is (lo, hi), NaN where it would not contain its estimate.
+    """
 
     level: float
-    recipe: dict[str, tuple[np.ndarray, np.ndarray]]
-    recipe_loss: tuple[np.ndarray, np.ndarray]
-    supervised_loss: tuple[np.ndarray, np.ndarray]
+    recipe: dict[str, Band]
+    recipe_loss: Band
+    supervised_loss: Band
+
+    def bands(self) -> dict[str, Band]:
+        """Every band by its JSON name."""
+        return {**self.recipe, "recipe_student_loss": self.recipe_loss, "supervised_loss": self.supervised_loss}
 
     def record(self, index: tuple[int, ...] | int = ()) -> dict:
-        """JSON-ready bands for one problem: {field: [lo, hi]}."""
-        pair = lambda b: [float(b[0][index]), float(b[1][index])]  # noqa: E731
-        return {
-            "level": self.level,
-            **{k: pair(v) for k, v in self.recipe.items()},
-            "recipe_student_loss": pair(self.recipe_loss),
-            "supervised_loss": pair(self.supervised_loss),
-        }
+        """JSON-ready bands for one problem: {field: [lo, hi] or None}; ``no_interval`` lists the
+        fields without one and ``note`` says why."""
+        pairs = {k: [float(lo[index]), float(hi[index])] for k, (lo, hi) in self.bands().items()}
+        missing = [k for k, pair in pairs.items() if np.isnan(pair).any()]
+        out: dict = {"level": self.level, **{k: None if k in missing else v for k, v in pairs.items()}}
+        if missing:
+            out |= {"no_interval": missing, "note": NO_INTERVAL}
+        return out
 
 
 def recipe_loss_samples(sampled: Planner, recipes: Recipes) -> np.ndarray:
@@ -55,19 +68,24 @@ def recipe_loss_samples(sampled: Planner, recipes: Recipes) -> np.ndarray:
     return np.exp(law.log_student(np.log(ns), np.log(ds), log_lt)).reshape(shape)
 
 
+def _band(estimate: np.ndarray, draws: np.ndarray, level: float) -> Band:
+    lo, hi, _ = interval_around(estimate, draws, level)
+    return lo, hi
+
+
 def recipe_intervals(
-    planner: Planner, recipes: Recipes, level: float = 0.9, teacher: ExistingTeacher | None = None
+    planner: Planner, recipes: Recipes, level: float = DEFAULT_LEVEL, teacher: ExistingTeacher | None = None
 ) -> Intervals:
     """Bands for ``recipes`` (solved by ``planner``) from the coefficients' bootstrap samples."""
     sampled = planner.bootstrap()
     ns, c = recipes.student_params, recipes.compute
     if teacher is None:
-        samples = sampled.solve(ns, c, recipes.scenario)
+        samples = sampled.solve(ns, c, recipes.scenario, warn=False)
     else:
-        samples = sampled.solve_existing(ns, c, teacher, recipes.scenario)
+        samples = sampled.solve_existing(ns, c, teacher, recipes.scenario, warn=False)
     return Intervals(
         level=level,
-        recipe={f: central_interval(getattr(samples, f), level) for f in RECIPE_FIELDS},
-        recipe_loss=central_interval(recipe_loss_samples(sampled, recipes), level),
-        supervised_loss=central_interval(sampled.supervised(ns, c).loss, level),
+        recipe={f: _band(getattr(recipes, f), getattr(samples, f), level) for f in RECIPE_FIELDS},
+        recipe_loss=_band(recipes.student_loss, recipe_loss_samples(sampled, recipes), level),
+        supervised_loss=_band(planner.supervised(ns, c).loss, sampled.supervised(ns, c).loss, level),
     )
