@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from distlaw.cli.common import console, print_json, print_table, warn_size
 from distlaw.compute import ModelShape, size_note
@@ -16,6 +16,7 @@ from distlaw.errors import DistlawError
 
 if TYPE_CHECKING:
     from distlaw.lab.config import DataConfig, PruneInit
+    from distlaw.lab.train import RunResult
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the RunResult as JSON instead of a table.")]
 ParamsOption = Annotated[Optional[float], typer.Option("--params", "-n", help="Non-embedding parameters N (fixed-aspect-ratio shape; the output says what was built).")]
@@ -97,16 +98,21 @@ def _option_error(exc: ValidationError) -> DistlawError:
     return DistlawError(f"invalid option {'.'.join(map(str, first['loc']))}: {first['msg']}")
 
 
-def data_config(corpus: str, tokenizer: str, seq_len: int, cache_dir: Path | None) -> DataConfig:
-    """The corpus options of a command that reads data in the default order (cache-teacher, prune)."""
-    from distlaw.lab.config import DataConfig
-
-    from distlaw.lab.checks import check_data
-
+def _validated(model: type[BaseModel], **values: Any) -> Any:
+    """A pydantic config built from options; a validation error is one line naming the option."""
     try:
-        cfg = DataConfig(corpus=corpus, tokenizer=tokenizer, seq_len=seq_len, cache_dir=str(cache_dir) if cache_dir else None)
+        return model(**values)
     except ValidationError as exc:
         raise _option_error(exc) from None
+
+
+def data_config(corpus: str, tokenizer: str, seq_len: int, cache_dir: Path | None, order_seed: int | None = None) -> DataConfig:
+    """The corpus options of a command, checked: the corpus exists and the tokenizer can be made or read."""
+    from distlaw.lab.checks import check_data
+    from distlaw.lab.config import DataConfig
+
+    cfg = _validated(DataConfig, corpus=corpus, tokenizer=tokenizer, seq_len=seq_len, order_seed=order_seed,
+                     cache_dir=str(cache_dir) if cache_dir else None)
     check_data(cfg)
     return cfg
 
@@ -129,22 +135,18 @@ def _initial_shape(init: Path | None, shape_args: dict, seq_len: int) -> tuple[P
     return prune, shape.model_copy(update={"n_ctx": seq_len})
 
 
-def _run(kind: Literal["supervised", "distilled"], out: Path, shape_args: dict, data_args: dict, optim_args: dict,
+def _run(kind: Literal["supervised", "distilled"], out: Path, shape_args: dict, data_cfg: DataConfig, optim_args: dict,
          tokens: float, eval_tokens: int, checkpoint_every: int | None, device: str | None, quiet: bool,
          json_output: bool, teacher: str | None = None, teacher_cache: Path | None = None,
          distill_args: dict | None = None, shard_teacher: bool = False, init: Path | None = None) -> None:
     """Check every option (no torch yet), then prepare the data, train and print the result."""
-    from distlaw.lab.checks import check_data, check_device_name, check_run_directory
-    from distlaw.lab.config import DataConfig, DistillConfig, OptimConfig, RunSpec, default_cache
+    from distlaw.lab.checks import check_device_name, check_run_directory
+    from distlaw.lab.config import DistillConfig, OptimConfig, RunSpec, default_cache
 
     check_device_name(device)
     check_run_directory(out)
     count = _count(tokens, "--tokens")
-    try:
-        data_cfg, optim, distill_cfg = DataConfig(**data_args), OptimConfig(**optim_args), DistillConfig(**(distill_args or {}))
-    except ValidationError as exc:
-        raise _option_error(exc) from None
-    check_data(data_cfg)
+    optim, distill_cfg = _validated(OptimConfig, **optim_args), _validated(DistillConfig, **(distill_args or {}))
     prune, shape = _initial_shape(init, shape_args, data_cfg.seq_len)
     requested = shape_args["params"]
     warn_size(requested, shape.non_embedding_params)
@@ -162,8 +164,12 @@ def _run(kind: Literal["supervised", "distilled"], out: Path, shape_args: dict, 
     teacher_dir = Path(teacher) if teacher is not None and teacher_cache is None else None
     result = train_run(spec, out, teacher_dir=teacher_dir, teacher_cache=teacher_cache, init_dir=init, progress=not quiet,
                        checkpoint_every=checkpoint_every, device=device, shard_teacher=shard_teacher, requested_params=requested)
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process reports
-        return
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only the first process reports
+        _report(kind, out, result, requested, json_output)
+
+
+def _report(kind: str, out: Path, result: RunResult, requested: float | None, json_output: bool) -> None:
+    """The RunResult as JSON, or as a table followed by what a size target built."""
     if json_output:
         print_json(result.model_dump(mode="json"))
         return
@@ -208,7 +214,7 @@ def train(
     _run(
         "supervised", out,
         dict(params=params, layers=layers, d_model=d_model, aspect_ratio=aspect_ratio, head_dim=head_dim),
-        dict(corpus=corpus, tokenizer=tokenizer, seq_len=seq_len, cache_dir=str(cache_dir) if cache_dir else None),
+        data_config(corpus, tokenizer, seq_len, cache_dir),
         dict(lr=lr, batch_size=batch_size, seed=seed),
         tokens, eval_tokens, checkpoint_every, device, quiet, json_output, init=init,
     )
@@ -269,7 +275,7 @@ def distill(
     _run(
         "distilled", out,
         dict(params=params, layers=layers, d_model=d_model, aspect_ratio=aspect_ratio, head_dim=head_dim),
-        dict(corpus=corpus, tokenizer=tokenizer, seq_len=seq_len, order_seed=order_seed, cache_dir=str(cache_dir) if cache_dir else None),
+        data_config(corpus, tokenizer, seq_len, cache_dir, order_seed),
         dict(lr=lr, batch_size=batch_size, seed=seed),
         tokens, eval_tokens, checkpoint_every, device, quiet, json_output,
         teacher=teacher_name, teacher_cache=teacher_cache,
