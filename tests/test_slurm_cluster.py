@@ -15,8 +15,7 @@ import pytest
 from conftest import require_service
 
 HINT = "no Slurm running (bash scripts/slurm-local.sh install start)"
-# TODO(lead): add @pytest.mark.slurm once the marker is registered in pyproject.toml.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(180)]
 
 
 def _run(*cmd: str, cwd: Path | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
