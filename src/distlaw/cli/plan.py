@@ -262,7 +262,9 @@ def plan(
     planner = Planner(coef, FlopModel(form=flops, n_ctx=n_ctx, vocab_size=vocab), size_range=sizes)
     if teacher is not None:
         planner.check_teacher(teacher)
-    notes = []
+    with recorded_warnings() as summary:  # stderr: one line per quantity over all budgets
+        planner.check_domain(student_params, budgets, teacher)
+    notes = []  # JSON: each budget's own
     for c in budgets:
         with recorded_warnings() as budget_notes:
             planner.check_domain(student_params, c, teacher)
@@ -279,7 +281,7 @@ def plan(
 
     if plot is not None:
         _plot(plot, planner, solved, baseline, crossings, bands, source)
-    print_warnings(list(dict.fromkeys(n for budget_notes in notes for n in budget_notes)))
+    print_warnings(summary)
     if json_output:
         print_json(objs[0] if len(budgets) == 1 else objs)
         return

@@ -101,7 +101,7 @@ def crossovers(
     flips = np.flatnonzero(winners[1:] != winners[:-1])
     rising = winners[flips + 1] == "supervised"  # the gap turns non-negative: supervised catches up
     sign = np.where(rising, 1.0, -1.0)
-    roots = bisect(lambda x: sign * gap(x), grid[flips], grid[flips + 1], iters=30) if flips.size else np.empty(0)
+    roots = bisect(lambda x: sign * gap(x), grid[flips], grid[flips + 1], iters=20) if flips.size else np.empty(0)
     points = tuple(Crossover(float(np.exp(r)), str(w)) for r, w in zip(roots, winners[flips + 1]))
     return Crossovers(scn.name, (lo, hi), str(winners[0]), points)
 
