@@ -11,7 +11,7 @@ from distlaw import DistlawError
 from distlaw.compute import FlopModel
 from distlaw.intervals import NO_INTERVAL
 from distlaw.laws import PRESETS, Coefficients, load_coefficients, student_loss, supervised_loss
-from distlaw.planning import ExistingTeacher, Planner, crossovers
+from distlaw.planning import SCENARIOS, ExistingTeacher, Planner, crossovers
 
 F = FlopModel().forward
 NS = 1e9
@@ -109,17 +109,11 @@ def test_choice_and_crossovers_agree_at_budgets_next_to_a_crossover(cli, planted
 
 def test_crossovers_include_the_asked_budgets_below_the_scan():
     planner = Planner(load_coefficients("busbridge2025"))
-    least = float(planner.minimum_compute(NS, planner_scenario("best")))
+    least = float(planner.minimum_compute(NS, SCENARIOS["best"]))
     found = crossovers(planner, NS, "best", include=[2 * least])
     assert found.scanned[0] == pytest.approx(2 * least)
     with pytest.raises(DistlawError, match="below the least usable budget"):
         crossovers(planner, NS, "best", max_compute=least)
-
-
-def planner_scenario(name):
-    from distlaw.planning import SCENARIOS
-
-    return SCENARIOS[name]
 
 
 # -- recipes on the search bound ----------------------------------------------------------------

@@ -307,7 +307,9 @@ def _plot(path: Path, planner: Any, solved: list, baseline: Any, crossings: list
         return
     n_s, c = float(baseline.student_params[0]), float(baseline.compute[0])
     lo, hi = planner.size_range
-    grid = np.logspace(np.log10(max(lo, n_s / 100)), np.log10(max(min(hi, n_s * 1000), 2 * max(lo, n_s / 100))), ISOFLOP_POINTS)
+    first = max(lo, n_s / 100)
+    last = max(min(hi, n_s * 1000), 2 * first)  # a tiny student below the range: still a span of teachers
+    grid = np.logspace(np.log10(first), np.log10(last), ISOFLOP_POINTS)
     profiles = [isoflop_profile(planner, n_s, c, grid, r.scenario) for r in solved]
     plotting.plot_isoflop(path, profiles, float(baseline.loss[0]), solved, source)
 
