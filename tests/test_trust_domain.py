@@ -254,3 +254,10 @@ def test_recorded_warnings_collects_each_message_once_and_passes_others_on():
 def test_coefficients_from_dict_checks_the_domain_too():
     with pytest.raises(DistlawError, match="meta.domain.params"):
         Coefficients.from_dict({"supervised": PRESETS["busbridge2025"]["supervised"], "meta": {"domain": {"params": [-1, 2]}}})
+
+
+def test_infinite_tokens_are_the_infinite_data_limit_with_a_warning(cli):
+    r = cli("predict", "-n", "1e9", "-d", "inf", "--json")
+    assert r.code == 0 and r.stderr.startswith("warning: tokens D = inf is far outside")
+    sup = BUSBRIDGE.supervised
+    assert r.json()["supervised_loss"] == pytest.approx(sup.E + (sup.A * 1e9**-sup.alpha) ** sup.gamma, rel=1e-12)

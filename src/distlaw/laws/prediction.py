@@ -49,9 +49,10 @@ def predict(
     """L(N, D) and, given a teacher (its loss, or its size and tokens), L_S(N, D, L_T).
 
     Without a teacher only the supervised law is needed (a supervised-only coefficients file works).
+    ``tokens`` may be inf: the infinite-data limit (an extrapolation, warned on like any other).
     """
     _teacher(teacher_loss, teacher_params, teacher_tokens)
-    n, d = float(positive_array(params, "params")), float(positive_array(tokens, "tokens"))
+    n, d = float(positive_array(params, "params")), float(positive_array(tokens, "tokens", allow_inf=True))
     if teacher_params is not None:
         teacher_params = float(positive_array(teacher_params, "teacher params"))
         teacher_tokens = float(positive_array(teacher_tokens, "teacher tokens"))
