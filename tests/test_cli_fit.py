@@ -149,7 +149,7 @@ def test_bad_runs_table_is_one_line_exit_2_no_output(cli, tmp_path, frame, messa
         (("--fix", "E=-1"), "E must be positive"),
         (("--law", "distillation", "--coefficients", "nope"), "unknown preset 'nope'"),
         (("--law", "distillation", "--coefficients", "BADJSON"), "malformed JSON"),
-        (("--law", "distillation", "--coefficients", "NOSUP"), "no supervised law coefficients"),
+        (("--law", "distillation", "--coefficients", "NOSUP"), "no 'supervised' block"),
         (("--delta", "0"), "--delta must be a positive number"),
         (("--law", "everything"), "--law must be one of"),
         (("--out", "coeffs.txt"), "must end in .json"),
