@@ -233,6 +233,9 @@ def plan(
       distlaw plan -n 3e9 -C 1e23 -c fitted.json --hardware a100 --mfu 0.35 --price-per-hour 1.2
 
       distlaw plan -n 5e3 -C 1e13 -c pilot-fit.json --size-range 1e2:1e12 --vocab 256    (a CPU pilot's scale)
+
+    fitted.json and pilot-fit.json are what distlaw fit RUNS --out FILE.json writes (RUNS: your runs
+    table, or distlaw runs export of a sweep).
     """
     budgets = parse_compute(compute)
     sizes = parse_size_range(size_range)

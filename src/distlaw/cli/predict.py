@@ -62,6 +62,9 @@ def predict(
       distlaw predict --params 1e9 --tokens 2e10 --teacher-params 7e9 --teacher-tokens 1.4e11 --json
 
       distlaw predict runs.csv --out predicted.csv --coefficients fitted.json
+
+    runs.csv is your runs table (columns in the README) or what distlaw runs export writes;
+    fitted.json is what distlaw fit runs.csv --out fitted.json writes.
     """
     if runs is not None:
         if out is None:
