@@ -103,3 +103,10 @@ def test_lab_config_and_checks_import_nothing_heavy():
            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
     assert out.strip() == "[]"
+
+
+def test_planning_a_sweep_imports_nothing_heavy(tmp_path):
+    """Planning is arithmetic: sizes, pruned shapes (the capacity config prunes) and FLOPs need no torch."""
+    (report,) = refuse_all(tmp_path, [["sweep", "plan", "capacity", "--store", "capacity.db", "--json"]])
+    assert report["code"] == 0, report["stderr"]
+    assert report["heavy"] == []

@@ -257,3 +257,15 @@ def test_sweep_run_quiet_prints_only_the_summary(cli, tmp_path, hamlet):
     assert r.code == 0, r.stderr
     assert r.stderr == "" and r.stdout.strip().splitlines() == ["sweep tiny: trained 2, already done 0, failed 0, blocked 0"]
     assert json.loads(cli("sweep", "run", config, "--store", tmp_path / "s.db", "-q", "--json").stdout)["skipped"] == 2
+
+
+def test_no_blank_lines_through_a_pipe(tmp_path, hamlet):
+    """A real pipe (not a terminal): the progress bar of a run leaves nothing on stderr."""
+    import subprocess
+    import sys
+
+    args = ["train", "--params", "3e3", "--tokens", "2048", "--out", str(tmp_path / "run"), "--corpus", str(hamlet),
+            "--seq-len", "32", "--batch-size", "8"]
+    proc = subprocess.run([sys.executable, "-m", "distlaw.cli.app", *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "" and "" not in proc.stdout.splitlines()[1:-1], (proc.stderr, proc.stdout)
