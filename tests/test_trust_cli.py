@@ -269,3 +269,20 @@ def test_no_blank_lines_through_a_pipe(tmp_path, hamlet):
     proc = subprocess.run([sys.executable, "-m", "distlaw.cli.app", *args], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "" and "" not in proc.stdout.splitlines()[1:-1], (proc.stderr, proc.stdout)
+
+
+def test_negative_seeds_are_refused_everywhere(cli, tmp_path, hamlet, small):
+    """numpy cannot seed a data order or a bootstrap with a negative number (it was an internal error)."""
+    runs = tmp_path / "runs.csv"
+    runs.write_text("kind,params,tokens,loss\n" + "".join(f"supervised,{n},{d},{3 + 1e3 / n + 1e3 / d}\n"
+                                                          for n in (1e6, 3e6, 1e7) for d in (2e7, 6e7)))
+    one_line_error(cli("fit", runs, "--law", "supervised", "--grid", "coarse", "--bootstrap", "2", "--seed", "-1"), "--seed")
+    one_line_error(cli("train", "--params", "3e3", "--tokens", "2048", "--seed", "-1", "--out", tmp_path / "r", *small), "--seed")
+    config = sweep_config(tmp_path, hamlet)
+    config.write_text(config.read_text().replace('name = "tiny"', 'name = "tiny"\nseeds = [0, -1]'))
+    one_line_error(cli("sweep", "plan", config, "--store", tmp_path / "s.db"), "seeds.1", "greater than or equal to 0")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s.db").exists()
+
+
+def test_a_folder_given_as_a_runs_table(cli, tmp_path):
+    one_line_error(cli("fit", tmp_path), "is a folder, not a table")

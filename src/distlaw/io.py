@@ -132,6 +132,8 @@ def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a CSV or Parquet table; a missing or unreadable file is a DistlawError."""
     p = Path(path)
+    if p.is_dir():
+        raise DistlawError(f"{p}: is a folder, not a table (give a .csv or .parquet file)")
     if not p.is_file():
         raise DistlawError(f"{p}: no such file")
     suffix = p.suffix.lower()

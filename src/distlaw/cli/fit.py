@@ -61,7 +61,7 @@ def fit(
     holdout_below: Annotated[Optional[float], typer.Option("--holdout-below", help="Hold out runs with loss below LOSS; fit on the weaker ones and report extrapolation metrics on these.")] = None,
     coefficients: Annotated[Optional[str], typer.Option("--coefficients", "-c", help="Preset or coefficients JSON giving Ltilde_S for the distillation fit (default: the supervised law fitted to this table).")] = None,
     grid: Annotated[str, typer.Option("--grid", help="Start grid: paper (LAWS.md sec. 3; 216,000 distillation starts), epoch (Chinchilla replication, supervised), coarse (quick).")] = "paper",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resampling.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the bootstrap resampling.")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the fitted coefficients JSON here (distlaw.laws.Coefficients schema, with bootstrap samples); its folder must exist.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON: per law {coefficients, intervals, metrics, warnings, fit}.")] = False,

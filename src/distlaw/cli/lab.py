@@ -30,7 +30,7 @@ TokenizerOption = Annotated[str, typer.Option("--tokenizer", help="'byte', 'bpe:
 SeqLenOption = Annotated[int, typer.Option("--seq-len", help="Context length of training windows.")]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Windows per optimiser step (global, over all processes).")]
 LrOption = Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, warmup then cosine).")]
-SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the initialisation and (without a teacher cache) the data order.")]
+SeedOption = Annotated[int, typer.Option("--seed", min=0, help="Seed of the initialisation and (without a teacher cache) the data order.")]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Run directory: new (its parent folders are created), or the same run to resume or reread; a checkpoint when done.")]
 CacheDirOption = Annotated[Optional[Path], typer.Option("--cache-dir", help="Where tokenized corpora are kept (default: OUT/../.distlaw-cache).")]
 EvalOption = Annotated[int, typer.Option("--eval-tokens", min=1, help="Held-out tokens for the validation loss.")]
@@ -292,7 +292,7 @@ def cache_teacher(
     k: Annotated[int, typer.Option("--k", help="Top-k log-probabilities stored per token (plus the rest mass).")] = 128,
     store: StoreOption = None,
     temperature: Annotated[float, typer.Option("--temperature", help="tau at which the teacher's distribution is cached.")] = 1.0,
-    seed: Annotated[int, typer.Option("--seed", help="Data-order seed the students will read in.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Data-order seed the students will read in.")] = 0,
     corpus: CorpusOption = "shakespeare",
     tokenizer: TokenizerOption = "byte",
     seq_len: SeqLenOption = 128,

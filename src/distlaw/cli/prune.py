@@ -21,7 +21,7 @@ def prune(
     params: Annotated[Optional[float], typer.Option("--params", "-n", help="Target non-embedding parameters of the student (instead of --sparsity).")] = None,
     calibration_tokens: Annotated[float, typer.Option("--calibration-tokens", help="Training tokens over which importance is averaged.")] = 65536,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Calibration windows per forward/backward pass.")] = 32,
-    seed: Annotated[int, typer.Option("--seed", help="Data-order seed that picks the calibration windows.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Data-order seed that picks the calibration windows.")] = 0,
     corpus: CorpusOption = "shakespeare",
     tokenizer: TokenizerOption = "byte",
     seq_len: SeqLenOption = 128,

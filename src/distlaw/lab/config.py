@@ -25,7 +25,7 @@ class DataConfig(BaseModel):
     seq_len: int = Field(default=128, ge=8)
     validation_fraction: float = Field(default=0.04, gt=0, lt=0.5)
     cache_dir: str | None = None  # where tokenized corpora live; default: beside the run store
-    order_seed: int | None = None  # seed of the data order; None: the run's optim.seed (a teacher cache fixes it)
+    order_seed: int | None = Field(default=None, ge=0)  # seed of the data order; None: the run's optim.seed (a teacher cache fixes it)
 
 
 class OptimConfig(BaseModel):
@@ -39,7 +39,7 @@ class OptimConfig(BaseModel):
     weight_decay: float = Field(default=0.1, ge=0)
     grad_clip: float = Field(default=1.0, gt=0)
     batch_size: int = Field(default=32, ge=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)  # numpy seeds the data order: non-negative
 
 
 class DistillConfig(BaseModel):
@@ -68,7 +68,7 @@ class PruneInit(BaseModel):
     source: str  # a finished run's name or a local checkpoint directory
     target_params: int = Field(ge=1)  # non-embedding parameters asked of the pruning
     calibration_tokens: int = Field(default=65536, ge=1)
-    calibration_seed: int = 0  # data order of the calibration windows (runs of other seeds share the pruning)
+    calibration_seed: int = Field(default=0, ge=0)  # data order of the calibration windows (runs of other seeds share the pruning)
 
 
 class RunSpec(BaseModel):

@@ -127,7 +127,7 @@ class SweepConfig(BaseModel):
     workers: int | None = Field(default=None, ge=1)  # runs trained at once (processes); None: one per core
     # Train every student and baseline once per seed (initialisation and data order); teachers once,
     # with optim.seed. None: one seed, optim.seed. Runs of other seeds get names ending in -s<seed>.
-    seeds: list[int] | None = Field(default=None, min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
     protocol: list[Protocol] = Field(min_length=1)
 
     @field_validator("seeds")
