@@ -66,6 +66,7 @@ CASES = {
     "train: missing corpus": ["train", "--params", "5e3", "--tokens", "1e4", "--out", "x", "--corpus", "nowhere.txt"],
     "train: tokenizer folder without tokenizer.json": ["train", "--params", "5e3", "--tokens", "1e4", "--out", "x", "--tokenizer", "empty"],
     "train: malformed bpe": ["train", "--params", "5e3", "--tokens", "1e4", "--out", "x", "--tokenizer", "bpe:many"],
+    "train: bpe too small": ["train", "--params", "5e3", "--tokens", "1e4", "--out", "x", "--tokenizer", "bpe:1"],
     "train: init is no pruned model": ["train", "--init", "empty", "--tokens", "1e4", "--out", "x"],
     "distill: teacher folder without a model": ["distill", "--params", "5e3", "--tokens", "1e4", "--teacher", "empty", "--out", "x"],
     "distill: missing cache": ["distill", "--params", "5e3", "--tokens", "1e4", "--teacher-cache", "nowhere", "--out", "x"],

@@ -286,3 +286,16 @@ def test_negative_seeds_are_refused_everywhere(cli, tmp_path, hamlet, small):
 
 def test_a_folder_given_as_a_runs_table(cli, tmp_path):
     one_line_error(cli("fit", tmp_path), "is a folder, not a table")
+
+
+def test_a_refused_run_is_one_line_even_when_its_size_misses(cli, tmp_path, small):
+    """The size warning comes with the result, so a refusal after the shape is known stays one line."""
+    r = cli("train", "--params", "5e3", "--tokens", "2048", "--tokenizer", "bpe:1", "--out", tmp_path / "r", *small)
+    one_line_error(r, "'bpe:1': the vocabulary size must be between 257 and 1048576")
+
+
+def test_head_width_must_divide_the_model_width(cli, tmp_path, small):
+    one_line_error(cli("train", "--params", "5e3", "--tokens", "2048", "--head-dim", "7", "--out", tmp_path / "r", *small),
+                   "d_model 16 is not a multiple of --head-dim 7")
+    one_line_error(cli("train", "--layers", "2", "--d-model", "12", "--tokens", "2048", "--out", tmp_path / "r", *small), "--head-dim 8")
+    assert not (tmp_path / "r").exists()

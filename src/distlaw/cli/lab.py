@@ -57,12 +57,13 @@ def _shape(params: float | None, layers: int | None, d_model: int | None, aspect
                 f"--params {params:g} is out of range for aspect ratio {aspect_ratio} (nearest shape has "
                 f"{shape.non_embedding_params} parameters; lower --aspect-ratio or give --layers/--d-model)"
             )
-        return shape
-    if layers is None or d_model is None:
+    elif layers is None or d_model is None:
         raise DistlawError("an explicit shape needs both --layers and --d-model")
-    if d_model % head_dim:
-        raise DistlawError(f"--d-model {d_model} is not a multiple of --head-dim {head_dim}")
-    return ModelShape.from_dims(layers, d_model, n_ctx=n_ctx, head_dim=head_dim)
+    else:
+        shape = ModelShape.from_dims(layers, d_model, n_ctx=n_ctx, head_dim=head_dim)
+    if shape.d_model % head_dim:
+        raise DistlawError(f"d_model {shape.d_model} is not a multiple of --head-dim {head_dim} (heads would not have that width)")
+    return shape
 
 
 def _check_store(store: Path | None) -> None:
@@ -148,8 +149,6 @@ def _run(kind: Literal["supervised", "distilled"], out: Path, shape_args: dict, 
     count = _count(tokens, "--tokens")
     optim, distill_cfg = _validated(OptimConfig, **optim_args), _validated(DistillConfig, **(distill_args or {}))
     prune, shape = _initial_shape(init, shape_args, data_cfg.seq_len)
-    requested = shape_args["params"]
-    warn_size(requested, shape.non_embedding_params)
 
     from distlaw.lab.data import prepare_data
     from distlaw.lab.distributed import default_device
@@ -162,14 +161,18 @@ def _run(kind: Literal["supervised", "distilled"], out: Path, shape_args: dict, 
     spec = RunSpec(name=out.name, kind=kind, shape=shape, tokens=count, teacher=teacher, init=prune, data=data_cfg, optim=optim,
                    distill=distill_cfg, eval_tokens=eval_tokens)
     teacher_dir = Path(teacher) if teacher is not None and teacher_cache is None else None
+    requested = shape_args["params"]
     result = train_run(spec, out, teacher_dir=teacher_dir, teacher_cache=teacher_cache, init_dir=init, progress=not quiet,
                        checkpoint_every=checkpoint_every, device=device, shard_teacher=shard_teacher, requested_params=requested)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only the first process reports
-        _report(kind, out, result, requested, json_output)
+        _report(kind, out, result.model_copy(update={"requested_params": requested}), json_output)  # a stored result: this request
 
 
-def _report(kind: str, out: Path, result: RunResult, requested: float | None, json_output: bool) -> None:
-    """The RunResult as JSON, or as a table followed by what a size target built."""
+def _report(kind: str, out: Path, result: RunResult, json_output: bool) -> None:
+    """The RunResult as JSON, or as a table followed by what a size target built; a warning on stderr
+    when that missed by more than 10 % (after the run, so that a refusal stays one line)."""
+    requested = result.requested_params
+    warn_size(requested, result.non_embedding_params)
     if json_output:
         print_json(result.model_dump(mode="json"))
         return

@@ -14,6 +14,7 @@ from distlaw.errors import DistlawError
 from distlaw.io import atomic_path
 
 EOS = "<|endoftext|>"
+MIN_BPE, MAX_BPE = 257, 1 << 20
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -34,8 +35,8 @@ def byte_tokenizer() -> Tokenizer:
 
 def train_bpe(documents: Callable[[], Iterable[str]], vocab_size: int) -> Tokenizer:
     """A byte-level BPE with ``vocab_size`` entries (including the end-of-text token) trained on ``documents``."""
-    if not 257 <= vocab_size <= 1 << 20:
-        raise DistlawError(f"BPE vocabulary size must be between 257 and 1048576, got {vocab_size}")
+    if not MIN_BPE <= vocab_size <= MAX_BPE:
+        raise DistlawError(f"BPE vocabulary size must be between {MIN_BPE} and {MAX_BPE}, got {vocab_size}")
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -56,11 +57,14 @@ def tokenizer_file(path: str | Path) -> Path:
 
 
 def bpe_vocab(name: str) -> int:
-    """The vocabulary size of a ``bpe:VOCAB`` tokenizer name."""
+    """The vocabulary size of a ``bpe:VOCAB`` tokenizer name (the 256 bytes, merges and end-of-text)."""
     try:
-        return int(float(name[4:]))
-    except ValueError:
+        vocab_size = int(float(name[4:]))
+    except (ValueError, OverflowError):
         raise DistlawError(f"tokenizer {name!r}: expected bpe:VOCAB_SIZE, e.g. bpe:4096") from None
+    if not MIN_BPE <= vocab_size <= MAX_BPE:
+        raise DistlawError(f"tokenizer {name!r}: the vocabulary size must be between {MIN_BPE} and {MAX_BPE}")
+    return vocab_size
 
 
 def check_tokenizer(name: str) -> None:
