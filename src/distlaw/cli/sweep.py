@@ -82,8 +82,8 @@ def plan(config: ConfigArgument, store: NewStoreOption, json_output: JsonOption 
     protocol and role, and each size asked for beside the non-embedding parameters of the model built
     for it (a warning when one misses by more than 10 %).
 
-    The config (TOML; the shipped ones are examples: micro, demo, pilot, capacity): name; workers; checkpoint_every; eval_tokens; seeds
-    (e.g. [0, 1, 2]: every student and baseline trained once per seed, teachers once); tables
+    The config (TOML; the shipped micro, demo, pilot and capacity are examples): name; workers;
+    checkpoint_every; eval_tokens; seeds (e.g. [0, 1, 2]: every student and baseline trained once per seed, teachers once); tables
     \\[data], \\[optim], \\[distill] as in a lab run (plus \\[distill] cache_k = K: each teacher's
     students read one teacher cache of its top-K log-probabilities and the rest mass, built once after
     the teacher, so teacher inference is paid once); \\[model] aspect_ratio, head_dim (a size is a

@@ -1,8 +1,8 @@
 """Checks of a lab request that need neither torch nor transformers, so that bad input is refused at once.
 
-Devices, run directories, new output directories and checkpoint directories are checked here, before
-any data is tokenized or any model loaded; the training, caching and pruning entry points call them
-too, so the Python API refuses the same things as the command line.
+Device names, corpora and tokenizers, run directories, new output directories, checkpoint directories
+and teacher caches are checked here, before any data is tokenized or any model loaded; the training,
+caching and pruning entry points call them too, so the Python API refuses what the command line does.
 """
 
 from __future__ import annotations
