@@ -299,3 +299,15 @@ def test_head_width_must_divide_the_model_width(cli, tmp_path, small):
                    "d_model 16 is not a multiple of --head-dim 7")
     one_line_error(cli("train", "--layers", "2", "--d-model", "12", "--tokens", "2048", "--out", tmp_path / "r", *small), "--head-dim 8")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_killed_while_writing_its_spec_can_still_resume(tmp_path):
+    from distlaw.lab.checks import check_run_directory
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".spec.json.abc123.tmp").write_text("{")  # what atomic_path leaves when killed mid-write
+    check_run_directory(run)
+    (run / "weights.bin").write_text("x")
+    with pytest.raises(DistlawError, match="holds no run"):
+        check_run_directory(run)

@@ -39,10 +39,11 @@ def check_data(data: DataConfig) -> None:
 
 
 def check_run_directory(run_dir: Path) -> None:
-    """A run directory is new, empty, or a run (it holds ``spec.json``): anything else is refused."""
+    """A run directory is new, empty, or a run (it holds ``spec.json``): anything else is refused. Hidden
+    files do not count: a run killed while writing its spec leaves only a ``.spec.json.*.tmp``."""
     if run_dir.exists() and not run_dir.is_dir():
         raise DistlawError(f"{run_dir}: is a file, not a run directory; give a new directory")
-    if run_dir.is_dir() and not (run_dir / SPEC).is_file() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and not (run_dir / SPEC).is_file() and any(not p.name.startswith(".") for p in run_dir.iterdir()):
         raise DistlawError(f"{run_dir}: folder is not empty and holds no run ({SPEC}); give a new directory")
 
 
