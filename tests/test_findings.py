@@ -32,3 +32,12 @@ def test_best_teacher_flags_the_capacity_gap(runs):
     assert best.loc[100, "capacity_gap"] and best.loc[100, "best_teacher_loss"] == 2.5
     assert not best.loc[200, "capacity_gap"] and best.loc[200, "best_student_loss"] == 2.7
     assert 300 not in best.index  # one teacher only
+
+
+def test_tables_without_pairs_give_empty_frames_with_their_columns(runs):
+    supervised_only = runs[runs["kind"] == "supervised"][["kind", "params", "tokens", "loss"]]  # no teacher columns
+    for table in (supervised_only, runs[runs["kind"] == "distilled"]):
+        gains = distillation_gains(table)
+        assert gains.empty and {"gain", "supervised_loss", "teacher_loss"} <= set(gains.columns)
+    best = best_teachers(supervised_only)
+    assert best.empty and "capacity_gap" in best.columns

@@ -31,9 +31,9 @@ def test_report_embeds_valid_pngs_and_tables(runs, tmp_path):
     report = Report("distlaw test")
     report.heading("Runs")
     report.table(runs)
-    report.figure(supervised_fit_figure(runs, COEF), "supervised")
-    report.figure(student_teacher_figure(runs, COEF), "students")
-    report.figure(parity_figure(predict_runs(runs, COEF)), "parity")
+    report.figure(supervised_fit_figure(runs, COEF, "preset busbridge2025"), "supervised")
+    report.figure(student_teacher_figure(runs, COEF, "preset busbridge2025"), "students")
+    report.figure(parity_figure(predict_runs(runs, COEF), "preset busbridge2025"), "parity")
     path = report.write(tmp_path / "report.html")
     text = path.read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
@@ -52,16 +52,17 @@ def test_failed_render_leaves_no_file(tmp_path, monkeypatch):
 
 
 def test_runs_report_shows_the_capacity_gap_when_students_have_three_teachers(runs):
-    from distlaw.report.study import runs_report
+    from distlaw.report.study import given_laws, runs_report
 
-    assert "smooth optimal teacher" not in runs_report(runs, COEF).render()  # one teacher size per student
+    laws = given_laws(COEF, "busbridge2025")
+    assert "smooth optimal teacher" not in runs_report(runs, laws).render()  # one teacher size per student
     rows = [{"kind": "supervised", "params": s, "tokens": 20 * s, "loss": 3.5} for s in (1e6, 1e7)]
     rows += [
         {"kind": "distilled", "params": s, "tokens": 20 * s, "teacher_params": 2.5 * s * f, "teacher_tokens": 50 * s * f,
          "teacher_loss": 2.0, "loss": 3.0 + 0.05 * np.log(f) ** 2}
         for s in (1e6, 1e7) for f in (0.25, 0.5, 1.3, 2, 4)
     ]
-    text = runs_report(pd.DataFrame(rows), COEF).render()
+    text = runs_report(pd.DataFrame(rows), laws).render()
     assert "smooth optimal teacher" in text
     assert re.search(r"over 2 students: T\* = 2\.5 S [+-]\d", text)  # the planted law T* = 2.5 S comes back
     assert text.count("interior") == 2

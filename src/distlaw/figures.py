@@ -3,13 +3,16 @@ only when a figure is asked for; files written atomically in the format their su
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from distlaw.io import atomic_path, check_output_path
 
 FORMATS = (".png", ".pdf", ".svg")
+MAX_LEGEND_ENTRIES = 6  # more model sizes than this get a colour bar instead of legend entries
 
 
 def new_figure(ncols: int = 1) -> tuple[Any, Any]:
@@ -22,12 +25,48 @@ def new_figure(ncols: int = 1) -> tuple[Any, Any]:
     return plt.subplots(1, ncols, figsize=(5.5 * ncols, 4.2), squeeze=False)
 
 
-def plain_log_ticks(ax: Any) -> None:
-    """No minor-tick labels on log axes (they collide when the data span less than a decade)."""
-    from matplotlib.ticker import NullFormatter
+def format_number(value: float, digits: int = 4) -> str:
+    """``digits`` significant figures, integers as integers, exponents unpadded: 2.5e6, not 2.5e+06."""
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value.is_integer() and abs(value) < 1e5:
+        return str(int(value))
+    mantissa, sep, exponent = f"{value:.{digits}g}".partition("e")
+    return mantissa + (f"e{int(exponent)}" if sep else "")
 
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_minor_formatter(NullFormatter())
+
+def plain_log_ticks(ax: Any) -> None:
+    """Readable log axes: no minor-tick labels (they collide when the data span about a decade), and
+    an axis spanning under two decades gets short labels at 1, 2, 5 (under 0.6: 1..9) times a power of ten."""
+    import numpy as np
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        if axis.get_scale() != "log":
+            continue
+        axis.set_minor_formatter(NullFormatter())
+        decades = abs(math.log10(hi / lo))
+        if decades < 2:
+            subs = (1.0, 2.0, 5.0) if decades > 0.6 else np.arange(1.0, 10.0)
+            axis.set_major_locator(LogLocator(subs=subs))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v, 2)))
+
+
+def size_colors(fig: Any, ax: Any, sizes: Sequence[float], label: str, cmap: str = "viridis") -> tuple[list[Any], bool]:
+    """Colours for model ``sizes`` on a log scale, and whether a legend can name them: with more than
+    MAX_LEGEND_ENTRIES sizes a colour bar labelled ``label`` explains the colours instead."""
+    import numpy as np
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import LogNorm
+
+    values = np.asarray(sizes, dtype=float)
+    if len(values) <= MAX_LEGEND_ENTRIES:
+        return list(colormaps[cmap](np.linspace(0, 0.9, max(len(values), 1)))), True
+    norm = LogNorm(values.min(), values.max())
+    mappable = ScalarMappable(norm=norm, cmap=cmap)
+    fig.colorbar(mappable, ax=ax, label=label)
+    return [mappable.to_rgba(v) for v in values], False
 
 
 def check_plot_path(path: str | os.PathLike[str]) -> None:

@@ -1,8 +1,9 @@
 """The end-to-end study behind ``distlaw demo``: sweep -> runs table -> fitted laws -> findings -> report.
 
 Every step is resumable (the sweep lives in a SQLite store) and every output is written atomically
-into one folder: ``runs.db`` (+ ``runs.runs/``), ``runs.csv``, ``coefficients.json``,
-``summary.json`` and ``report.html``.
+into one folder: ``runs.db`` (+ ``runs.runs/``), ``runs.csv``, ``coefficients.json`` (when a law
+could be fitted), ``summary.json`` and ``report.html``. A law the runs cannot fit is left out of
+the coefficients and the report says why; the rest of the study is still written.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from distlaw.errors import DistlawError
 from distlaw.findings import best_teachers, distillation_gains
 from distlaw.io import write_json, write_table
-from distlaw.laws import Coefficients, load_coefficients
+from distlaw.laws import load_coefficients
 from distlaw.planning import Planner, SCENARIOS
+
+if TYPE_CHECKING:
+    from distlaw.report.study import ReportLaws
 
 DEMO_CONFIG = "demo.toml"
 # Tiny pilots cannot pin every exponent: Chinchilla's form (gamma = 1) keeps the supervised law identifiable.
@@ -38,8 +43,7 @@ def packaged_config(name: str = DEMO_CONFIG) -> Path:
 class StudyResult:
     out_dir: Path
     runs: pd.DataFrame
-    coefficients: Coefficients
-    fit_summary: dict[str, Any]
+    laws: ReportLaws
     gains: pd.DataFrame
     teachers: pd.DataFrame
     at_scale: list[dict[str, Any]]
@@ -51,11 +55,12 @@ class StudyResult:
             "out_dir": str(self.out_dir),
             "runs": int(len(self.runs)),
             "seconds": round(self.seconds, 1),
-            "fit": self.fit_summary,
+            "fit": self.laws.fit_summary or {},
+            "missing_laws": dict(self.laws.missing),
             "distillation_gains": self.gains.to_dict(orient="records"),
             "best_teachers": self.teachers.to_dict(orient="records"),
             "at_scale": {**AT_SCALE, "coefficients": "busbridge2025", "recipes": self.at_scale},
-            "files": {k: str(self.out_dir / v) for k, v in OUTPUTS.items()},
+            "files": {k: str(self.out_dir / v) for k, v in OUTPUTS.items() if k != "coefficients" or self.laws.coefficients},
         }
 
 
@@ -72,6 +77,16 @@ def plan_at_scale() -> list[dict[str, Any]]:
     return recipes
 
 
+def check_study_folder(out_dir: str | os.PathLike[str]) -> Path:
+    """Refuse a study folder that is a file, or a non-empty folder that holds no study (no run store)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DistlawError(f"{out}: is a file; give a folder for the study (new, or one a previous demo wrote)")
+    if out.is_dir() and any(out.iterdir()) and not (out / OUTPUTS["store"]).is_file():
+        raise DistlawError(f"{out}: folder is not empty and holds no {OUTPUTS['store']}: not a study folder (give a new folder)")
+    return out
+
+
 def run_study(
     config: str | os.PathLike[str] | None = None,
     out_dir: str | os.PathLike[str] = "distlaw-demo",
@@ -82,16 +97,23 @@ def run_study(
     progress: bool = True,
     on_stage: Callable[[str], None] | None = None,
 ) -> StudyResult:
-    """Run (or resume) the sweep in ``config``, fit both laws to its runs, and write the report."""
-    from distlaw.fitting import fit_runs
+    """Run (or resume) the sweep in ``config``, fit both laws to its runs, and write the report.
+
+    The folder, config and ``workers`` are checked before anything is trained or written."""
     from distlaw.lab.protocols import load_config
-    from distlaw.lab.sweep import run_sweep
-    from distlaw.store import RunStore, runs_table
 
     start = time.perf_counter()
     stage = on_stage or (lambda _: None)
-    out = Path(out_dir)
+    out = check_study_folder(out_dir)
+    if workers is not None and workers < 1:
+        raise DistlawError(f"--workers must be >= 1, got {workers}")
     sweep_config = load_config(config or packaged_config())
+    from distlaw.report.study import check_fit_options, fit_laws, study_report
+
+    check_fit_options(grid, 0, 0.95)
+    from distlaw.lab.sweep import run_sweep
+    from distlaw.store import RunStore, runs_table
+
     out.mkdir(parents=True, exist_ok=True)
     store_path = out / OUTPUTS["store"]
 
@@ -102,19 +124,17 @@ def run_study(
     write_table(runs, out / OUTPUTS["runs"])
 
     stage("fitting the supervised and distillation laws")
-    fitted = fit_runs(runs, "both", fixed=dict(DEMO_FIXED if fixed is None else fixed), grid=grid,
-                      source=str(out / OUTPUTS["runs"]))
-    coefficients = fitted.coefficients()
-    coefficients.save(out / OUTPUTS["coefficients"])
+    laws = fit_laws(runs, fixed=DEMO_FIXED if fixed is None else fixed, grid=grid, source=str(out / OUTPUTS["runs"]))
+    if laws.coefficients is not None:
+        laws.coefficients.save(out / OUTPUTS["coefficients"])
+    else:  # no law could be fitted: no coefficients file, not even one left by an earlier run
+        (out / OUTPUTS["coefficients"]).unlink(missing_ok=True)
 
     stage("planning and writing the report")
     result = StudyResult(
-        out_dir=out, runs=runs, coefficients=coefficients, fit_summary=fitted.summary(),
-        gains=distillation_gains(runs), teachers=best_teachers(runs), at_scale=plan_at_scale(),
-        seconds=time.perf_counter() - start,
+        out_dir=out, runs=runs, laws=laws, gains=distillation_gains(runs), teachers=best_teachers(runs),
+        at_scale=plan_at_scale(), seconds=time.perf_counter() - start,
     )
-    from distlaw.report.study import study_report
-
     study_report(result).write(out / OUTPUTS["report"])
     write_json(result.summary(), out / OUTPUTS["summary"])
     return result

@@ -14,15 +14,17 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the store, runs table, coefficients and report.")] = Path("distlaw-demo"),
     config: Annotated[Optional[Path], typer.Option("--config", help="Sweep config (TOML); default: the packaged demo sweep.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Runs trained at once (default: one per core).")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress: print only the summary.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (no progress).")] = False,
 ) -> None:
     """Train tiny teachers and students, fit both laws to them, and write an HTML report.
 
     Runs the packaged demo sweep (two protocols of Busbridge et al. 2025 on byte-level models of
     6k-49k parameters, a few minutes on 2 CPU cores), exports the runs table, fits the supervised and
     distillation laws, measures distillation gains and the capacity gap directly from the runs,
-    plans a compute-optimal recipe at scale, and writes OUT/report.html. Interrupted? Run it again:
-    finished runs are kept and an interrupted run resumes from its last checkpoint.
+    plans a compute-optimal recipe at scale, and writes OUT/report.html. A law the runs cannot fit
+    is left out and the report says why. Interrupted? Run it again: finished runs are kept and an
+    interrupted run resumes from its last checkpoint. OUT must be new or a folder an earlier demo wrote.
 
     Examples:
 
@@ -32,12 +34,15 @@ def demo(
     """
     from distlaw.study import run_study
 
-    result = run_study(config, out, workers=workers, progress=not json_output,
-                       on_stage=None if json_output else (lambda s: console.print(f"[bold]>[/] {s}")))
+    silent = quiet or json_output
+    result = run_study(config, out, workers=workers, progress=not silent,
+                       on_stage=None if silent else (lambda s: console.print(f"[bold]>[/] {s}")))
     summary = result.summary()
     if json_output:
         print_json(summary)
         return
+    for law, why in result.laws.missing.items():
+        console.print(f"No {law} law fitted: {why}", highlight=False)
     if len(result.gains):
         rows = result.gains[["params", "tokens", "teacher_loss", "loss", "supervised_loss", "gain"]].values.tolist()
         print_table("Distilled vs supervised on the same tokens", ["N_S", "D_S", "L_T", "L_S distilled", "L_S supervised", "gain"], rows)
@@ -47,8 +52,9 @@ def demo(
         f"At scale (busbridge2025): a 1e9 student with 1e21 FLOPs reaches {best['student_loss']:.3f} nats distilled "
         f"from the best teacher vs {recipes['supervised']['student_loss']:.3f} supervised."
     )
-    console.print(f"Report: {summary['files']['report']}  (runs: {summary['files']['runs']}, "
-                  f"coefficients: {summary['files']['coefficients']})")
+    files = summary["files"]
+    console.print(f"Report: {files['report']}  (runs: {files['runs']}, coefficients: {files.get('coefficients', 'none')})",
+                  highlight=False)
 
 
 def register(app: typer.Typer) -> None:

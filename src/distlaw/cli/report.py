@@ -7,48 +7,61 @@ from typing import Annotated, Optional
 
 import typer
 
-from distlaw.cli.common import console, print_json
+from distlaw.cli.common import console, err_console, print_json
+from distlaw.cli.fit import parse_fix
 from distlaw.errors import DistlawError
+from distlaw.io import check_output_path
 
 
 def report(
     runs: Annotated[Path, typer.Argument(help="Runs table (CSV/Parquet), e.g. from `distlaw runs export`.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the report (.html).")] = Path("report.html"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the report (.html, in an existing folder).")] = Path("report.html"),
     coefficients: Annotated[Optional[str], typer.Option("--coefficients", "-c", help="Preset or coefficients JSON to compare against; default: fit both laws to RUNS.")] = None,
-    grid: Annotated[str, typer.Option(help="Start grid when fitting: coarse (fast), paper (LAWS.md, 216k distillation starts) or epoch.")] = "coarse",
+    fix: Annotated[Optional[list[str]], typer.Option("--fix", help="When fitting, hold a coefficient fixed: NAME=VALUE (as in `distlaw fit`, e.g. gamma=1). Repeatable.")] = None,
+    grid: Annotated[Optional[str], typer.Option("--grid", help="Start grid when fitting: coarse (default, fast), paper (216k distillation starts) or epoch.")] = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", help="Bootstrap resamples for intervals of the fitted coefficients and the optimal teacher sizes (0: none).")] = 0,
+    level: Annotated[float, typer.Option("--level", help="Confidence level of the bootstrap intervals.")] = 0.95,
     json_output: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
 ) -> None:
     """Write a self-contained HTML report: distillation gains and the capacity gap as the runs show
     them, and the laws (fitted to RUNS, or given with --coefficients) against every run.
 
+    A law the runs cannot fit (say, 3 supervised runs for 6 free coefficients) is left out and the
+    page says why; everything else is still reported.
+
     Examples:
 
       distlaw report runs.csv --out report.html
 
+      distlaw report runs.csv --fix gamma=1 --bootstrap 100 --out report.html
+
       distlaw report runs.csv --coefficients busbridge2025 --out vs-published.html
     """
+    check_output_path(out, (".html",), "report")
+    fixed = parse_fix(fix)
+    if coefficients is not None and (fixed or grid is not None):
+        raise DistlawError("--fix and --grid apply when fitting the laws; with --coefficients nothing is fitted")
     from distlaw.laws import load_coefficients
-    from distlaw.report.study import add_runs_table, runs_report
+    from distlaw.report.study import LAWS, add_runs_table, check_interval_options, fit_laws, given_laws, runs_report
     from distlaw.runs import read_runs
 
-    if out.suffix.lower() != ".html":
-        raise DistlawError(f"{out}: the report is HTML; give a path ending in .html")
+    check_interval_options(bootstrap, level)
+    coef = load_coefficients(coefficients) if coefficients is not None else None
     table = read_runs(runs)
-    fit_summary = None
-    if coefficients is None:
-        from distlaw.fitting import fit_runs
-
-        fitted = fit_runs(table, "both", grid=grid, source=str(runs))
-        coef, fit_summary = fitted.coefficients(), fitted.summary()
+    if coef is None:
+        laws = fit_laws(table, fixed=fixed, grid=grid or "coarse", bootstrap=bootstrap, level=level, source=str(runs))
     else:
-        coef = load_coefficients(coefficients)
-    document = runs_report(table, coef, fit_summary, title=f"distlaw report: {runs.name}")
+        laws = given_laws(coef, coefficients or "")
+    document = runs_report(table, laws, title=f"distlaw report: {runs.name}", bootstrap=bootstrap, level=level)
     add_runs_table(document, table)
     document.write(out)
     if json_output:
-        print_json({"report": str(out), "runs": len(table), "coefficients": coefficients or "fitted", "fit": fit_summary})
-    else:
-        console.print(f"wrote {out} ({len(table)} runs, laws: {coefficients or 'fitted to the runs'})")
+        print_json({"report": str(out), "runs": len(table), "coefficients": coefficients or "fitted", **laws.summary()})
+        return
+    for law in LAWS:
+        if law in laws.missing:
+            err_console.print(f"[bold yellow]note:[/] no {law} law in the report: {laws.missing[law]}", highlight=False, soft_wrap=True)
+    console.print(f"wrote {out} ({len(table)} runs, laws {laws.origin})", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

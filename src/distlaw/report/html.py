@@ -7,18 +7,32 @@ import html
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from distlaw.figures import format_number
 from distlaw.io import atomic_path
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; color: #222; }
+body { font-family: system-ui, sans-serif; max-width: 64rem; margin: 2rem auto; color: #222; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; font-size: 0.85rem; } td, th { padding: 0.2rem 0.6rem; border-bottom: 1px solid #eee; text-align: right; }
-th:first-child, td:first-child { text-align: left; } img { max-width: 100%; } .note { color: #555; font-size: 0.9rem; }
+th:first-child, td:first-child { text-align: left; } .scroll { overflow-x: auto; } img { max-width: 100%; } .note { color: #555; font-size: 0.9rem; }
 """
+
+
+def format_cell(value: Any) -> str:
+    """A table cell as a reader wants it: blank for a missing value, yes/no for booleans, short numbers."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (float, np.floating)):
+        return format_number(float(value))
+    return str(value)
 
 
 def figure_to_data_uri(fig: Figure) -> str:
@@ -44,8 +58,10 @@ class Report:
         cls = ' class="note"' if note else ""
         self.parts.append(f"<p{cls}>{html.escape(text)}</p>")
 
-    def table(self, df: pd.DataFrame, float_format: str = "{:.4g}") -> None:
-        self.parts.append(df.to_html(index=False, float_format=float_format.format, border=0))
+    def table(self, df: pd.DataFrame) -> None:
+        """``df`` as an HTML table, cells formatted by :func:`format_cell` (no NaN, None or True/False)."""
+        shown = df.map(format_cell).rename(columns=lambda c: str(c).replace("_", " "))  # headers may wrap
+        self.parts.append(f'<div class="scroll">{shown.to_html(index=False, border=0)}</div>')
 
     def figure(self, fig: Figure, caption: str = "") -> None:
         self.parts.append(f'<figure><img src="{figure_to_data_uri(fig)}" alt="{html.escape(caption)}">'
