@@ -101,6 +101,7 @@ def test_help(cli, path):
     r = cli(*path, "--help")
     assert r.code == 0 and r.stderr == "", r.stderr
     assert "Usage" in r.stdout and "--help" in r.stdout
+    assert "configs/" not in r.stdout, "help names a file of the source tree that an installed distlaw lacks (use the shipped config's name)"
 
 
 WITH_INPUTS = [p for p, c in COMMANDS.items() if _inputs(c)]
