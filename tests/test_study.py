@@ -65,9 +65,11 @@ def test_demo_runs_fits_reports_and_resumes(cli, tmp_path):
     assert html.count("data:image/png;base64,") == 3
     assert json.loads((out / "summary.json").read_text())["runs"] == 17
 
-    again = cli("demo", "--out", out, "--config", config, "--json")
+    again = cli("demo", "--out", out, "--config", config, "--quiet")
     assert again.code == 0, again.stderr
     assert read_runs(out / "runs.csv")["loss"].tolist() == runs["loss"].tolist()
+    assert "training" not in again.stdout and "Report:" in again.stdout  # --quiet: the summary, no stages
+    assert again.stderr == ""
 
 
 def test_demo_bad_config_is_one_line(cli, tmp_path):

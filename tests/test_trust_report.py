@@ -213,8 +213,10 @@ def test_bad_options_are_one_line_and_leave_no_file(cli, tmp_path, no_fitting, a
 def test_cells_are_blank_words_or_short_numbers():
     from distlaw.report.html import format_cell
 
-    cells = [np.nan, None, pd.NA, True, np.bool_(False), 2.5e6, 1e6, 0.123456, 792.0, float("inf"), "text"]
-    assert [format_cell(c) for c in cells] == ["", "", "", "yes", "no", "2.5e6", "1e6", "0.1235", "792", "inf", "text"]
+    cells = [np.nan, None, pd.NA, True, np.bool_(False), 2.5e6, 1e6, 0.123456, 792.0, np.int64(253952), float("inf"), "text",
+             [], ["teacher_tokens", 1e17]]
+    assert [format_cell(c) for c in cells] == ["", "", "", "yes", "no", "2.5e6", "1e6", "0.1235", "792", "2.54e5", "inf", "text",
+                                               "", "teacher_tokens, 1e17"]
 
 
 def test_many_sizes_get_a_colour_bar_and_titles_name_the_laws():

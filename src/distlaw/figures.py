@@ -25,11 +25,11 @@ def new_figure(ncols: int = 1) -> tuple[Any, Any]:
     return plt.subplots(1, ncols, figsize=(5.5 * ncols, 4.2), squeeze=False)
 
 
-def format_number(value: float, digits: int = 4) -> str:
-    """``digits`` significant figures, integers as integers, exponents unpadded: 2.5e6, not 2.5e+06."""
+def format_number(value: float, digits: int = 4, plain_below: float = 1e5) -> str:
+    """``digits`` significant figures, integers below ``plain_below`` in full, exponents unpadded: 2.5e6, not 2.5e+06."""
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    if value.is_integer() and abs(value) < 1e5:
+    if value.is_integer() and abs(value) < plain_below:
         return str(int(value))
     mantissa, sep, exponent = f"{value:.{digits}g}".partition("e")
     return mantissa + (f"e{int(exponent)}" if sep else "")
@@ -49,24 +49,23 @@ def plain_log_ticks(ax: Any) -> None:
         if decades < 2:
             subs = (1.0, 2.0, 5.0) if decades > 0.6 else np.arange(1.0, 10.0)
             axis.set_major_locator(LogLocator(subs=subs))
-            axis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v, 2)))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v, 2, plain_below=1e4)))
 
 
-def size_colors(fig: Any, ax: Any, sizes: Sequence[float], label: str, cmap: str = "viridis") -> tuple[list[Any], bool]:
-    """Colours for model ``sizes`` on a log scale, and whether a legend can name them: with more than
-    MAX_LEGEND_ENTRIES sizes a colour bar labelled ``label`` explains the colours instead."""
+def size_colors(fig: Any, ax: Any, values: Sequence[float], label: str, cmap: str = "viridis") -> tuple[list[Any], bool]:
+    """Colours for positive ``values`` (model sizes, compute) on a log scale, and whether a legend can
+    name them: with more than MAX_LEGEND_ENTRIES values a colour bar labelled ``label`` explains them instead."""
     import numpy as np
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import LogNorm
 
-    values = np.asarray(sizes, dtype=float)
-    if len(values) <= MAX_LEGEND_ENTRIES:
-        return list(colormaps[cmap](np.linspace(0, 0.9, max(len(values), 1)))), True
-    norm = LogNorm(values.min(), values.max())
-    mappable = ScalarMappable(norm=norm, cmap=cmap)
+    array = np.asarray(values, dtype=float)
+    if len(array) <= MAX_LEGEND_ENTRIES:
+        return list(colormaps[cmap](np.linspace(0, 0.9, max(len(array), 1)))), True
+    mappable = ScalarMappable(norm=LogNorm(array.min(), array.max()), cmap=cmap)
     fig.colorbar(mappable, ax=ax, label=label)
-    return [mappable.to_rgba(v) for v in values], False
+    return [mappable.to_rgba(v) for v in array], False
 
 
 def check_plot_path(path: str | os.PathLike[str]) -> None:

@@ -25,12 +25,15 @@ th:first-child, td:first-child { text-align: left; } .scroll { overflow-x: auto;
 
 
 def format_cell(value: Any) -> str:
-    """A table cell as a reader wants it: blank for a missing value, yes/no for booleans, short numbers."""
+    """A table cell as a reader wants it: blank for a missing value, yes/no for booleans, short numbers,
+    a list as its items."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(format_cell(v) for v in value)
     if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return ""
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
-    if isinstance(value, (float, np.floating)):
+    if isinstance(value, (int, float, np.integer, np.floating)):
         return format_number(float(value))
     return str(value)
 

@@ -44,8 +44,8 @@ def student_teacher_figure(runs: pd.DataFrame, coefficients: Coefficients, laws:
     """Student loss against teacher loss per student configuration, with Eq. 8 as lines (the capacity gap)."""
     dist = runs[runs["kind"] == "distilled"]
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    groups = list(dist.groupby(["params", "tokens"]))
-    colors, legend = size_colors(fig, ax, [n for (n, _), _ in groups], "student parameters N_S", cmap="plasma")
+    groups = list(dist.groupby(["params", "tokens"]))  # one line per student (N_S, D_S), coloured by its compute
+    colors, legend = size_colors(fig, ax, [6 * n * d for (n, d), _ in groups], "student FLOPs 6 N_S D_S", cmap="plasma")
     lt_grid = _teacher_loss_grid(dist["teacher_loss"], coefficients)
     for ((n, d), rows), color in zip(groups, colors):
         label = f"N_S = {format_number(n, 3)}, D_S = {format_number(d, 3)}" if legend else None

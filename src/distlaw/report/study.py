@@ -33,8 +33,7 @@ KIND = {"supervised": "supervised", "distillation": "distilled"}  # law -> the r
 EQUATION = {"supervised": "Busbridge et al. 2025, Eq. 1", "distillation": "Busbridge et al. 2025, Eq. 8"}
 RUN_COLUMNS = ["kind", "params", "tokens", "loss", "teacher_params", "teacher_tokens", "teacher_loss", "wall_time_s"]
 CAPACITY_COLUMNS = ["params", "tokens", "teachers", "teacher_star", "teacher_star_lo", "teacher_star_hi", "interval_note",
-                    "status",
-                    "loss_star", "argmin_teacher", "argmin_loss"]
+                    "status", "loss_star", "argmin_teacher", "argmin_loss"]
 NEEDS_SUPERVISED = "it needs Ltilde_S from the supervised law, which could not be fitted"
 DEFAULT_GRID = "coarse"
 DEFAULT_LEVEL = 0.95
