@@ -32,7 +32,8 @@ def _check_positive(df: pd.DataFrame, column: str, rows: pd.Series, source: str,
     bad = unparsable | (required & missing) | np.isinf(values) | (values <= 0)
     if bad.any():
         index = bad[bad].index[0]
-        shown = "missing" if pd.isna(raw.loc[index]) else repr(raw.loc[index])
+        value = raw.loc[index]
+        shown = "missing" if pd.isna(value) else f"{float(value):g}" if isinstance(value, (int, float, np.number)) else repr(value)
         line = int(index) + 2  # header is line 1
         raise DistlawError(f"{source}: row {line} column '{column}': expected a positive finite number, got {shown}")
 

@@ -119,6 +119,8 @@ def fit(
 def _print_result(result: Any, out: Path | None) -> None:
     from rich.table import Table
 
+    from distlaw.intervals import short_note
+
     for law, r in result.results().items():
         console.print(
             f"[bold]{law} law[/]: {r.n_runs} runs, {r.n_starts:,} starts, objective {r.objective:.6g} "
@@ -135,7 +137,10 @@ def _print_result(result: Any, out: Path | None) -> None:
             row = [name + (" (fixed)" if name in r.fixed else ""), fmt(value)]
             if r.intervals:
                 lo_hi = r.intervals.get(name)
-                row += [fmt(lo_hi[0]), fmt(lo_hi[1])] if lo_hi else ["", ""]
+                if name in r.interval_notes:
+                    row += [short_note(r.interval_notes[name]), ""]
+                else:
+                    row += [fmt(lo_hi[0]), fmt(lo_hi[1])] if lo_hi else ["", ""]
             table.add_row(*row)
         console.print(table)
         for part, m in r.metrics.items():

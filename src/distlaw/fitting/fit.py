@@ -14,7 +14,7 @@ import torch
 
 from distlaw.errors import DistlawError
 from distlaw.io import to_jsonable
-from distlaw.fitting.bootstrap import collapsed, percentile_intervals, resample_weights
+from distlaw.fitting.bootstrap import collapsed, interval_reasons, percentile_intervals, resample_weights
 from distlaw.fitting.grids import GridSpec, make_starts
 from distlaw.fitting.metrics import prediction_metrics
 from distlaw.fitting.models import DISTILLATION, MODELS, SUPERVISED, LawModel
@@ -57,7 +57,8 @@ class FitResult:
     stages: list[dict[str, Any]]
     x: np.ndarray  # best point in fit space (free parameters)
     metrics: dict[str, Any] = field(default_factory=dict)
-    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # NaN where none holds the estimate
+    interval_notes: dict[str, str] = field(default_factory=dict)  # why a coefficient has no interval
     level: float = DEFAULT_LEVEL
     bootstrap_samples: np.ndarray | None = None  # (K, all parameters), natural space, NaN rows failed
     at_bound: dict[str, str] = field(default_factory=dict)
@@ -96,6 +97,7 @@ class FitResult:
         return {
             "coefficients": dict(self.coefficients),
             "intervals": {k: [lo, hi] for k, (lo, hi) in self.intervals.items()},
+            "interval_notes": dict(self.interval_notes),
             "metrics": self.metrics,
             "warnings": list(self.warnings),
             "fit": self.info(),
@@ -208,6 +210,7 @@ def fit(
 
         samples = None
         intervals: dict[str, tuple[float, float]] = {}
+        notes: dict[str, str] = {}
         boot_fit = None
         if bootstrap_weights is not None or bootstrap > 0:
             rng = np.random.default_rng(seed)
@@ -243,14 +246,17 @@ def fit(
                     samples[:, j] = p.to_natural(boot_fit[:, [q.name for q in free].index(p.name)])
             ok = np.isfinite(samples).all(1)
             if ok.any():
-                intervals = percentile_intervals(samples[ok][:, [model.names.index(p.name) for p in free]], [p.name for p in free], level)
+                names = [p.name for p in free]
+                free_samples, estimate = samples[ok][:, [model.names.index(q) for q in names]], [coefficients[q] for q in names]
+                intervals = percentile_intervals(free_samples, names, level, estimate=estimate)
+                notes = interval_reasons(free_samples, names, level, estimate)
 
     result = FitResult(
         law=model.name, coefficients=coefficients, objective=ms.f, free=tuple(p.name for p in free),
         fixed=fixed, delta=float(delta), n_runs=n, n_starts=int(starts.shape[0]),
         grid=grid if isinstance(grid, str) else ("paper" if grid is None else "custom"),
         seconds=0.0, evaluations=int(ms.evaluations), status=ms.status, stages=ms.stages, x=x_best,
-        intervals=intervals, level=level, bootstrap_samples=samples,
+        intervals=intervals, interval_notes=notes, level=level, bootstrap_samples=samples,
     )
     # identifiability: estimate on a bound, or a bootstrap interval that collapses to a point
     for j, p in enumerate(free):
