@@ -224,12 +224,22 @@ def test_many_sizes_get_a_colour_bar_and_titles_name_the_laws():
 
     sizes = np.geomspace(1e7, 1e10, 12)
     runs = pd.DataFrame(supervised(sizes, [2e9, 2e10]) + [r for n in sizes for r in distilled(n, 2e10, [2.0, 2.4])])
+    runs = runs.astype({"params": "int64", "tokens": "int64"})  # as runs export writes them: integers
     for figure in (supervised_fit_figure(runs, COEF, "preset busbridge2025"), student_teacher_figure(runs, COEF, "preset busbridge2025")):
         ax, *colorbars = figure.axes
         assert len(colorbars) == 1  # a colour bar, not 12 legend entries
         legend = ax.get_legend()
         assert legend is None or len(legend.get_texts()) <= 1  # at most the "student = teacher" line
         assert "preset busbridge2025" in ax.get_title()
+
+
+def test_few_sizes_get_a_legend_even_with_integer_columns():
+    from distlaw.report.plots import supervised_fit_figure
+
+    runs = pd.DataFrame(supervised([6256, 20904, 49312], [2e5, 8e5])).astype({"params": "int64", "tokens": "int64"})
+    fig = supervised_fit_figure(runs, COEF, "fitted to runs.csv")
+    assert len(fig.axes) == 1  # no colour bar
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["N = 6256", "N = 20904", "N = 49312"]
 
 
 def _x_tick_boxes(fig, ax):

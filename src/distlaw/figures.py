@@ -27,6 +27,7 @@ def new_figure(ncols: int = 1) -> tuple[Any, Any]:
 
 def format_number(value: float, digits: int = 4, plain_below: float = 1e5) -> str:
     """``digits`` significant figures, integers below ``plain_below`` in full, exponents unpadded: 2.5e6, not 2.5e+06."""
+    value = float(value)  # also NumPy and Python integers
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     if value.is_integer() and abs(value) < plain_below:

@@ -34,7 +34,7 @@ def format_cell(value: Any) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
     if isinstance(value, (int, float, np.integer, np.floating)):
-        return format_number(float(value))
+        return format_number(value)
     return str(value)
 
 
