@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from distlaw.compute import size_warning
@@ -41,8 +42,14 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def print_warnings(messages: list[str]) -> None:
+    """Each warning as one ``warning:`` line on stderr (rich markup in the message is shown as is)."""
+    for message in messages:
+        err_console.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def warn_size(requested: float | None, built: int) -> None:
     """A one-line ``warning:`` on stderr when a model misses its parameter target by more than 10 %."""
     note = size_warning(requested, built) if requested is not None else None
     if note is not None:
-        err_console.print(f"[bold yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
+        print_warnings([note])

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
-from distlaw.cli.common import console, err_console, fmt, print_json
+from distlaw.cli.common import console, err_console, fmt, print_json, print_warnings
 from distlaw.errors import DistlawError
 
 LAW_CHOICES = ("supervised", "distillation", "both")
@@ -108,8 +108,7 @@ def fit(
         )
     if out is not None:
         result.coefficients().save(out)
-    for warning in result.warnings:
-        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    print_warnings(result.warnings)
     if json_output:
         print_json(result.summary())
         return

@@ -8,8 +8,7 @@ from typing import Annotated, Any, Optional
 import numpy as np
 import typer
 
-from distlaw.cli.common import console, print_json, print_table
-from distlaw.cli.predict import print_warnings
+from distlaw.cli.common import console, print_json, print_table, print_warnings
 from distlaw.errors import DistlawError
 from distlaw.figures import check_plot_path
 from distlaw.intervals import NO_INTERVAL

@@ -7,9 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from rich.markup import escape
 
-from distlaw.cli.common import console, err_console, print_json, print_table
+from distlaw.cli.common import console, print_json, print_table, print_warnings
 from distlaw.errors import DistlawError
 from distlaw.io import TABLE_SUFFIXES, check_output_path, write_table
 from distlaw.laws import DEFAULT_PRESET, Coefficients, load_coefficients
@@ -22,12 +21,6 @@ CoefficientsOption = Annotated[
     typer.Option("--coefficients", "-c", help="Preset name (busbridge2025, hoffmann2022, epoch2024) or a coefficients JSON file."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def print_warnings(messages: list[str]) -> None:
-    """Each extrapolation warning as one ``warning:`` line on stderr."""
-    for message in messages:
-        err_console.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def predict(
