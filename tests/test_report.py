@@ -66,3 +66,13 @@ def test_runs_report_shows_the_capacity_gap_when_students_have_three_teachers(ru
     assert "smooth optimal teacher" in text
     assert re.search(r"over 2 students: T\* = 2\.5 S [+-]\d", text)  # the planted law T* = 2.5 S comes back
     assert text.count("interior") == 2
+
+
+def test_capacity_intervals_follow_bootstrap_and_level():
+    from distlaw.report.study import given_laws, runs_report
+
+    rows = [{"kind": "distilled", "params": s, "tokens": 20 * s, "teacher_params": 2.5 * s * f, "teacher_loss": 2.0 + 0.1 * f,
+             "loss": 3.0 + 0.05 * np.log(f) ** 2 + 0.002 * np.sin(9 * f)} for s in (1e6, 1e7) for f in (0.25, 0.5, 1.3, 2, 4)]
+    text = runs_report(pd.DataFrame(rows), given_laws(COEF, "busbridge2025"), bootstrap=20, level=0.9).render()
+    assert "90% bootstrap interval over 20 resamples" in text
+    assert "teacher star lo" in text

@@ -223,7 +223,8 @@ def _findings_section(report: Report, runs: pd.DataFrame) -> None:
                          "strongest one: the capacity gap (Zhang et al., arXiv 2311.07052).")
         report.table(teachers)
     else:
-        report.paragraph("No best teacher: no student (params, tokens) was distilled from two or more teachers.", note=True)
+        report.paragraph("No best teacher: no student (params, tokens) was distilled from teachers of two or more "
+                         "different losses.", note=True)
 
 
 def _no_pairs_reason(runs: pd.DataFrame) -> str:
@@ -249,8 +250,8 @@ def _capacity_section(report: Report, runs: pd.DataFrame, bootstrap: int, seed: 
     curves = result.curves
     report.table(curves[[c for c in CAPACITY_COLUMNS if c in curves.columns]])
     if "teacher_star_lo" in curves.columns:
-        report.paragraph(f"teacher_star_lo, teacher_star_hi: {100 * level:g}% bootstrap interval over {bootstrap} resamples; "
-                         "blank where the resamples give none.", note=True)
+        report.paragraph(f"teacher star lo, teacher star hi: {100 * level:g}% bootstrap interval over {bootstrap} resamples "
+                         "(blank, with the interval note, where the resamples give none).", note=True)
     if result.fit is not None:
         law = result.fit.law
         report.paragraph(f"Law of capacity gap over {result.fit.students} students: T* = {law.slope:.3g} S {law.intercept:+.3g} "
@@ -298,7 +299,8 @@ def _interval(value: float, bounds: list[float] | None) -> str:
 
 
 def _coefficient_table(law: str, coefficients: Coefficients, block: dict[str, Any] | None) -> pd.DataFrame:
-    """Coefficient, value (fitted or given), the bootstrap interval when there is one, the published value."""
+    """Coefficient, value (fitted or given), the bootstrap interval when there is one, the published value
+    (unless the values are the published ones)."""
     values = getattr(coefficients, law).as_dict()
     published = getattr(load_coefficients("busbridge2025"), law).as_dict()
     fixed = block["fit"]["fixed"] if block else {}
@@ -311,7 +313,8 @@ def _coefficient_table(law: str, coefficients: Coefficients, block: dict[str, An
             row[f"{100 * level:g}% interval"] = _interval(value, intervals.get(name))
         row["busbridge2025"] = published.get(name)
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return table.drop(columns="busbridge2025") if values == published else table
 
 
 def _fit_sentence(block: dict[str, Any]) -> str:
