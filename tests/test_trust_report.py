@@ -267,7 +267,8 @@ def test_an_interval_that_misses_its_estimate_is_not_printed():
     runs = pd.DataFrame(supervised([1e8, 1e9], [2e9, 2e10]))
     block = {
         "coefficients": SUP,
-        "intervals": {"E": [1.1, 1.3], "A": [4000.0, 9000.0]},  # A = 3355 lies outside its interval
+        "intervals": {"E": [1.1, 1.3], "A": [4000.0, 9000.0], "B": [None, None]},  # A = 3355 lies outside its interval
+        "interval_notes": {"B": "most resamples sit on a bound"},
         "metrics": {"fit": {"n": 4, "rmse": 0.0, "mape_pct": 0.0, "max_abs_error": 0.0}},
         "warnings": [],
         "fit": {"fixed": {}, "level": 0.9, "grid": "coarse", "starts": 108, "seconds": 1.0},
@@ -276,7 +277,8 @@ def test_an_interval_that_misses_its_estimate_is_not_printed():
                       {"distillation": "no distilled runs to fit it"})
     text = visible_text(runs_report(runs, laws).render())
     assert "90% interval" in text and "[1.1, 1.3]" in text
-    assert "[4000, 9000]" not in text and NO_INTERVAL in text
+    assert "[4000, 9000]" not in text and f"No interval for A: {NO_INTERVAL}" in text
+    assert "No interval for B: most resamples sit on a bound" in text
 
 
 # --- demo (items 1, 4, 6) ----------------------------------------------------------------------

@@ -275,8 +275,9 @@ def _law_section(report: Report, runs: pd.DataFrame, laws: ReportLaws, law: str)
         report.paragraph(f"Coefficients {laws.origin}.", note=True)
     else:
         report.paragraph(_fit_sentence(block), note=True)
-        if (table.filter(like="interval") == "none").any().any():
-            report.paragraph(f"Intervals marked 'none': {NO_INTERVAL}.", note=True)
+        none = table.loc[(table.filter(like="interval") == "none").any(axis=1), "coefficient"]
+        for name in none.str.removesuffix(" (fixed)"):
+            report.paragraph(f"No interval for {name}: {block.get('interval_notes', {}).get(name, NO_INTERVAL)}.", note=True)
         for warning in block["warnings"]:
             report.paragraph(f"Warning: {warning}", note=True)
     rows = runs["kind"] == KIND[law]
@@ -292,7 +293,7 @@ def _interval(value: float, bounds: list[float] | None) -> str:
     """``[lo, hi]``, or 'none' when the bootstrap gives no interval or one that misses its own estimate."""
     if bounds is None:
         return ""
-    lo, hi = bounds
+    lo, hi = (np.nan if b is None else float(b) for b in bounds)  # the fitter writes a null bound as None or NaN
     if not (np.isfinite(lo) and np.isfinite(hi) and lo <= value <= hi):
         return "none"
     return f"[{format_number(lo, 3)}, {format_number(hi, 3)}]"
