@@ -1,6 +1,5 @@
 """`distlaw report`: any runs table against fitted or given laws, as one HTML file."""
 
-import re
 
 import pytest
 

@@ -7,7 +7,7 @@ import pytest
 
 from distlaw.laws import Coefficients
 from distlaw.runs import read_runs
-from distlaw.study import packaged_config
+from distlaw.lab.protocols import shipped_configs
 
 TINY = """
 name = "tiny"
@@ -38,8 +38,8 @@ student_ratios = [20, 40, 80, 160, 320]
 
 
 def test_packaged_configs_exist():
-    for name in ("demo.toml", "micro.toml", "pilot.toml"):
-        assert packaged_config(name).is_file()
+    assert {"demo", "micro", "pilot", "capacity"} <= set(shipped_configs())
+    assert all(path.is_file() for path in shipped_configs().values())
 
 
 @pytest.mark.slow

@@ -12,7 +12,6 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,16 +26,11 @@ from distlaw.planning import Planner, SCENARIOS
 if TYPE_CHECKING:
     from distlaw.report.study import ReportLaws
 
-DEMO_CONFIG = "demo.toml"
+DEMO_CONFIG = "demo"  # a shipped sweep config, by name (distlaw.lab.protocols.shipped_configs)
 # Tiny pilots cannot pin every exponent: Chinchilla's form (gamma = 1) keeps the supervised law identifiable.
 DEMO_FIXED: dict[str, float] = {"supervised.gamma": 1.0}
 # A realistic question answered with the published law, shown beside the pilot's own fit.
 AT_SCALE = {"student_params": 1e9, "compute": 1e21}
-
-
-def packaged_config(name: str = DEMO_CONFIG) -> Path:
-    """Path of a sweep config shipped inside the package (``distlaw/configs``)."""
-    return Path(str(resources.files("distlaw") / "configs" / name))
 
 
 @dataclass
@@ -107,7 +101,7 @@ def run_study(
     out = check_study_folder(out_dir)
     if workers is not None and workers < 1:
         raise DistlawError(f"--workers must be >= 1, got {workers}")
-    sweep_config = load_config(config or packaged_config())
+    sweep_config = load_config(config or DEMO_CONFIG)
     from distlaw.report.study import check_fit_options, fit_laws, study_report
 
     check_fit_options(grid, 0, 0.95)

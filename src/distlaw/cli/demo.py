@@ -12,7 +12,7 @@ from distlaw.cli.common import console, print_json, print_table
 
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the store, runs table, coefficients and report.")] = Path("distlaw-demo"),
-    config: Annotated[Optional[Path], typer.Option("--config", help="Sweep config (TOML); default: the packaged demo sweep.")] = None,
+    config: Annotated[Optional[str], typer.Option("--config", help="Sweep config: a TOML file or a shipped name (micro, demo, pilot, capacity); default: demo.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Runs trained at once (default: one per core).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress: print only the summary.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (no progress).")] = False,
@@ -30,7 +30,7 @@ def demo(
 
       distlaw demo
 
-      distlaw demo --out my-study --config configs/pilot.toml --json
+      distlaw demo --out my-study --config pilot --json
     """
     from distlaw.study import run_study
 
