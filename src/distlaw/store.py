@@ -1,9 +1,12 @@
 """The run store: every planned, running, finished or failed lab run in one SQLite database.
 
 Each run is one row keyed by its name (and by ``RunSpec.key()``, a content hash) holding its spec,
-shape, parameters, tokens, FLOPs, teacher, losses, wall time, status and checkpoint path. Writes
-are short ``BEGIN IMMEDIATE`` transactions in WAL mode, so several worker processes can share a
-store. Run directories live beside the database: ``RUNS.db`` keeps them in ``RUNS.runs/<name>``.
+shape, parameters, tokens, FLOPs, teacher, losses, wall time, status and checkpoint path; table
+``jobs`` holds the last job a sweep's executor ran for each run or shared build (its backend, job id,
+state and log path; added by ``CREATE TABLE IF NOT EXISTS``, so older stores open unchanged). Writes
+are short ``BEGIN IMMEDIATE`` transactions in WAL mode, written by one sweep coordinator (jobs on a
+cluster never open the store). Run directories live beside the database: ``RUNS.db`` keeps them in
+``RUNS.runs/<name>``.
 
 ``runs_table`` turns finished runs into the runs table that ``distlaw fit`` reads (Busbridge et al.
 2025, arXiv 2502.08606: N non-embedding, D tokens, L validation cross-entropy; distilled rows add
@@ -85,6 +88,16 @@ CREATE TABLE IF NOT EXISTS teacher_caches (
     wall_time_s REAL NOT NULL,
     built_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS jobs (
+    name TEXT PRIMARY KEY,
+    executor TEXT NOT NULL,
+    job_id TEXT,
+    state TEXT NOT NULL,
+    log TEXT,
+    submitted_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL
+);
 """
 
 
@@ -95,6 +108,20 @@ class PlannedRun:
     spec: RunSpec
     protocol: str
     role: str  # "teacher", "student" or "baseline"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """The last job an executor ran for a run or a shared build (table ``jobs``)."""
+
+    name: str
+    executor: str  # "local", "slurm"
+    job_id: str | None  # the backend's id (Slurm job id); None for a local process
+    state: str  # the backend's word (PENDING, RUNNING, COMPLETED, FAILED, ...)
+    log: str | None
+    submitted_at: float
+    started_at: float | None
+    ended_at: float | None
 
 
 @dataclass(frozen=True)
@@ -127,6 +154,11 @@ class RunRecord:
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def runs_dir_of(store_path: str | os.PathLike[str]) -> Path:
+    """The run folders of the store at ``store_path``: ``RUNS.db`` -> ``RUNS.runs`` (absolute)."""
+    return Path(store_path).resolve().with_suffix(".runs")
 
 
 def check_store(path: Path, create: bool = True) -> Path:
@@ -169,7 +201,7 @@ class RunStore:
     @property
     def runs_dir(self) -> Path:
         """Folder beside the database holding one directory per run (absolute: paths get stored)."""
-        return self.path.resolve().with_suffix(".runs")
+        return runs_dir_of(self.path)
 
     def run_dir(self, name: str) -> Path:
         return self.runs_dir / name
@@ -262,6 +294,16 @@ class RunStore:
             )
         return True
 
+    def adopt(self, name: str, pid: int) -> bool:
+        """Take over a ``running`` run whose coordinator died, for process ``pid``, without counting a new
+        attempt (its job still runs, e.g. on Slurm); False if it is not running or a live process holds it."""
+        with self._write() as db:
+            row = db.execute("SELECT status, pid FROM runs WHERE name = ?", (name,)).fetchone()
+            if row is None or row["status"] != "running" or (row["pid"] != pid and process_alive(row["pid"])):
+                return False
+            db.execute("UPDATE runs SET pid = ? WHERE name = ?", (pid, name))
+        return True
+
     def finish(self, name: str, result: Mapping[str, Any]) -> None:
         """Record a finished run's result (the fields of ``RunResult``) and mark it ``done``."""
         values = {field: result.get(field) for field in RESULT_FIELDS}
@@ -292,7 +334,30 @@ class RunStore:
                 (str(directory), teacher, manifest["k"], manifest["tokens"], manifest["build_flops"], wall_time_s, time.time()),
             )
 
+    def record_job(self, name: str, executor: str, job_id: str | None, state: str, log: str | None) -> None:
+        """Record a job just submitted for ``name`` (replacing the previous one's row)."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO jobs (name, executor, job_id, state, log, submitted_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (name, executor, job_id, state, log, time.time()),
+            )
+
+    def update_job(self, name: str, state: str, started: bool = False, ended: bool = False) -> None:
+        """A job's new state; ``started``/``ended`` stamp the first time it ran and when it ended."""
+        now = time.time()
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET state = ?, started_at = CASE WHEN ? AND started_at IS NULL THEN ? ELSE started_at END,"
+                " ended_at = CASE WHEN ? THEN ? ELSE ended_at END WHERE name = ?",
+                (state, started, now, ended, now, name),
+            )
+
     # reading ------------------------------------------------------------------------------------
+
+    def jobs(self) -> dict[str, JobRecord]:
+        """Run or shared-build name -> its last job."""
+        rows = self._db.execute("SELECT * FROM jobs ORDER BY submitted_at").fetchall()
+        return {row["name"]: JobRecord(**dict(row)) for row in rows}
 
     def caches(self, teachers: set[str] | None = None) -> list[dict[str, Any]]:
         """The teacher caches recorded in the store (only those of ``teachers``), oldest first."""

@@ -6,22 +6,25 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from distlaw.cli.common import console, fmt, print_json, print_table, warn_size
 from distlaw.compute import short_count
+from distlaw.errors import DistlawError
 from distlaw.io import TABLE_SUFFIXES, check_output_path, write_table
-from distlaw.lab.protocols import built_sizes, load_config, shipped_configs
+from distlaw.lab.protocols import SlurmResources, built_sizes, load_config, shipped_configs
 from distlaw.lab.shared import is_shared_job
-from distlaw.lab.sweep import plan_sweep, plan_totals, run_sweep, sweep_workers
-from distlaw.store import STATUSES, RunStore, runs_table
+from distlaw.lab.sweep import cancel_sweep, make_executor, plan_sweep, plan_totals, run_sweep
+from distlaw.store import STATUSES, JobRecord, RunStore, runs_table
 
 ConfigArgument = Annotated[Path, typer.Argument(
     help=f"Sweep config: a TOML file, or the name of one shipped with distlaw ({', '.join(shipped_configs())}).", show_default=False)]
 StoreOption = Annotated[Path, typer.Option("--store", "-s", help="Run store (SQLite), e.g. RUNS.db; run directories go to RUNS.runs/.")]
 NewStoreOption = Annotated[Path, typer.Option("--store", "-s", help="Run store (SQLite), e.g. RUNS.db, created with its parent folders if new; run directories go to RUNS.runs/.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+SLURM_HELP = "Slurm (--executor slurm): overrides [executor.slurm] of the config for every job."
 
 sweep_app = typer.Typer(
     help=(
@@ -38,6 +41,7 @@ runs_app = typer.Typer(help="Look at the runs in a run store and export them as 
 
 def _record_rows(store: RunStore, sweep: str | None, status: str | None = None) -> list[dict]:
     members = store.memberships(sweep)
+    jobs = store.jobs()
     return [
         {
             "name": r.name,
@@ -51,9 +55,15 @@ def _record_rows(store: RunStore, sweep: str | None, status: str | None = None) 
             "teacher_loss": r.teacher_loss,
             "wall_time_s": r.wall_time_s,
             "error": r.error,
+            **_job_fields(jobs.get(r.name)),
         }
         for r in store.records(sweep, status)
     ]
+
+
+def _job_fields(job: JobRecord | None) -> dict:
+    """The run's last job: backend, id, state, log path."""
+    return {"executor": job and job.executor, "job_id": job and job.job_id, "job_state": job and job.state, "log": job and job.log}
 
 
 def _print_runs(title: str, rows: list[dict]) -> None:
@@ -66,6 +76,10 @@ def _print_runs(title: str, rows: list[dict]) -> None:
         table.add_row(row["name"], *["-" if row[c] is None else fmt(row[c]) for c in columns])
     console.print(table)
     _print_errors(rows)
+    jobs = [row for row in rows if row["job_id"]]
+    if jobs:
+        print_table("jobs (last per run)", ["name", "executor", "job id", "state", "log"],
+                    [[r["name"], r["executor"], r["job_id"], r["job_state"], r["log"]] for r in jobs])
 
 
 def _print_errors(rows: list[dict]) -> None:
@@ -131,6 +145,16 @@ def run(
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Runs trained at once, one process each (default: the config's `workers`, else one per core).")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Train runs that failed before again.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no line per run: only the summary.")] = False,
+    executor: Annotated[str, typer.Option("--executor", "-e", help="Where jobs run: local (processes here) or slurm (sbatch, one job per run; see docs/scale-out.md).")] = "local",
+    partition: Annotated[Optional[str], typer.Option(help=SLURM_HELP, rich_help_panel="Slurm")] = None,
+    account: Annotated[Optional[str], typer.Option(help=SLURM_HELP, rich_help_panel="Slurm")] = None,
+    qos: Annotated[Optional[str], typer.Option(help=SLURM_HELP, rich_help_panel="Slurm")] = None,
+    time_limit: Annotated[Optional[str], typer.Option("--time", help="Time limit per job: minutes or D-HH:MM:SS. " + SLURM_HELP, rich_help_panel="Slurm")] = None,
+    nodes: Annotated[Optional[int], typer.Option(min=1, help=SLURM_HELP, rich_help_panel="Slurm")] = None,
+    gpus_per_node: Annotated[Optional[int], typer.Option(min=0, help=SLURM_HELP, rich_help_panel="Slurm")] = None,
+    cpus_per_task: Annotated[Optional[int], typer.Option(min=1, help=SLURM_HELP, rich_help_panel="Slurm")] = None,
+    mem: Annotated[Optional[str], typer.Option(help="Memory per node, e.g. 16G. " + SLURM_HELP, rich_help_panel="Slurm")] = None,
+    constraint: Annotated[Optional[str], typer.Option(help=SLURM_HELP, rich_help_panel="Slurm")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Train every unfinished run of a sweep, teachers before their students.
@@ -140,19 +164,31 @@ def run(
     an uninterrupted sweep. A run that fails is recorded with its error and its students are skipped.
     Exits 1 if any run failed or could not start.
 
-    Example:
+    With --executor slurm each run (and each teacher cache or pruned model) is one Slurm job, submitted
+    when what it needs is done, with the resources of [executor.slurm] in the config (per role:
+    [executor.slurm.teacher], .student, .cache, .prune) and the options below on top; the requests are
+    checked against the cluster before anything is submitted. This command stays the only writer of
+    the store; killed and run again, it re-attaches to the jobs still queued or running.
+
+    Examples:
 
       distlaw sweep run micro --store micro.db --workers 2
+
+      distlaw sweep run my-sweep.toml --store runs/my-sweep.db --executor slurm --partition gpu --time 4:00:00
     """
     cfg = load_config(config)
+    overrides = _slurm_overrides(partition=partition, account=account, qos=qos, time=time_limit, nodes=nodes,
+                                 gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task, mem=mem, constraint=constraint)
+    if executor != "slurm" and overrides.model_fields_set:
+        raise DistlawError(f"--{sorted(overrides.model_fields_set)[0].replace('_', '-')} is a Slurm option: add --executor slurm")
+    silent = json_output or quiet
+    backend = make_executor(executor, cfg, store, workers, progress=not silent, overrides=overrides)
     total = plan_sweep(cfg, store).unique
-    workers = sweep_workers(cfg, workers)
     with RunStore(store, create=False) as s:
         finished = s.counts(cfg.name)["done"]
-    silent = json_output or quiet
-    # One worker trains in this process and shows each run's own bar; several show one sweep bar (on a terminal only).
+    # One local worker trains in this process and shows each run's own bar; otherwise one sweep bar (on a terminal only).
     columns = (TextColumn("sweep {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, disable=silent or workers == 1 or not console.is_terminal) as bar:
+    with Progress(*columns, console=console, disable=silent or backend.slots == 1 or not console.is_terminal) as bar:
         task = bar.add_task(cfg.name, total=total, completed=finished)
 
         def report(name: str, status: str) -> None:
@@ -169,7 +205,7 @@ def run(
                 loss = f"loss {record.loss:.4f} in {record.wall_time_s:.1f} s" if record and record.loss is not None else ""
                 console.print(f"[{finished}/{total}] {status} {name} {loss}", highlight=False, markup=False)
 
-        outcome = run_sweep(cfg, store, workers=workers, retry_failed=retry_failed, progress=not silent, on_finish=report)
+        outcome = run_sweep(cfg, store, retry_failed=retry_failed, progress=not silent, on_finish=report, executor=backend)
     with RunStore(store, create=False) as s:
         counts = s.counts(cfg.name)
         rows = _record_rows(s, cfg.name)
@@ -215,6 +251,37 @@ def status(config: ConfigArgument, store: StoreOption, json_output: JsonOption =
         print_table("teacher caches (teacher inference paid once, shared by all the teacher's students)",
                     ["teacher", "k", "tokens", "FLOPs", "wall time s", "directory"],
                     [[c["teacher"], c["k"], c["tokens"], c["build_flops"], c["wall_time_s"], Path(c["directory"]).name] for c in caches])
+
+
+def cancel(config: ConfigArgument, store: StoreOption, json_output: JsonOption = False) -> None:
+    """Cancel the sweep's Slurm jobs still queued or running (scancel); their runs are recorded failed
+    ("cancelled"), so `distlaw sweep run --retry-failed` submits them again.
+
+    Stop the coordinator (`distlaw sweep run`) first, or it goes on submitting the runs that are left.
+
+    Example:
+
+      distlaw sweep cancel my-sweep.toml --store runs/my-sweep.db
+    """
+    cfg = load_config(config)
+    with RunStore(store, create=False) as s:
+        s.check_sweep(cfg.name)
+    cancelled = cancel_sweep(cfg, store)
+    if json_output:
+        print_json({"sweep": cfg.name, "cancelled": cancelled})
+    else:
+        console.print(f"sweep {cfg.name}: cancelled {len(cancelled)} jobs" + "".join(f"\n  {n} (job {j})" for n, j in cancelled.items()),
+                      highlight=False, markup=False)
+
+
+def _slurm_overrides(**options: object) -> SlurmResources:
+    """The Slurm options given on the command line (validated like the config's)."""
+    try:
+        return SlurmResources.model_validate({k: int(v) if k == "time" and isinstance(v, str) and v.isdigit() else v
+                                              for k, v in options.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise DistlawError(f"--{'-'.join(str(p) for p in first['loc'][:1]).replace('_', '-')}: {first['msg']}") from None
 
 
 def list_runs(
@@ -271,6 +338,7 @@ def register(app: typer.Typer) -> None:
     sweep_app.command()(plan)
     sweep_app.command()(run)
     sweep_app.command()(status)
+    sweep_app.command()(cancel)
     runs_app.command("list")(list_runs)
     runs_app.command()(export)
     app.add_typer(sweep_app, name="sweep")

@@ -108,6 +108,52 @@ class PruneDistill(_Protocol):
     calibration_tokens: int = Field(default=65536, ge=1)  # importance of heads, neurons and hidden units
 
 
+class SlurmResources(BaseModel):
+    """What one Slurm job asks for (sbatch's options; None: the cluster's default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time: Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^(\d+-)?\d+(:\d+){0,2}$")] | None = None  # minutes, or D-HH:MM:SS
+    nodes: int | None = Field(default=None, ge=1)
+    gpus_per_node: int | None = Field(default=None, ge=0)
+    cpus_per_task: int | None = Field(default=None, ge=1)
+    mem: str | None = Field(default=None, pattern=r"^\d+[KMGT]?$")  # per node, e.g. 16G
+    constraint: str | None = None
+    sbatch: dict[str, str] = Field(default_factory=dict)  # more sbatch options, e.g. {exclusive = "", "mail-type" = "END"}
+
+    def merged(self, other: SlurmResources) -> SlurmResources:
+        """These resources with the fields ``other`` sets replacing them (``sbatch`` options added)."""
+        update = other.model_dump(exclude_unset=True, exclude={"sbatch"})
+        return self.model_copy(update={**update, "sbatch": {**self.sbatch, **other.sbatch}})
+
+
+class SlurmConfig(SlurmResources):
+    """``[executor.slurm]``: resources of every job, per-role tables overriding them, and how many jobs
+    the coordinator keeps queued or running at once (None: every job that is ready)."""
+
+    max_jobs: int | None = Field(default=None, ge=1)
+    teacher: SlurmResources = SlurmResources()
+    student: SlurmResources = SlurmResources()  # students and supervised baselines
+    cache: SlurmResources = SlurmResources()
+    prune: SlurmResources = SlurmResources()
+
+    def for_role(self, role: str, overrides: SlurmResources | None = None) -> SlurmResources:
+        """A job's resources: the table's, then its role's, then ``overrides`` (the CLI's)."""
+        base = SlurmResources.model_validate(self.model_dump(exclude={"max_jobs", "teacher", "student", "cache", "prune"}))
+        return base.merged(getattr(self, role)).merged(overrides or SlurmResources())
+
+
+class ExecutorConfig(BaseModel):
+    """``[executor]``: backend settings (only Slurm has any)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    slurm: SlurmConfig = SlurmConfig()
+
+
 Protocol = Annotated[Union[FixedMIsoFLOP, IsoFLOPFixedM, FixedMFixedM, PruneDistill], Field(discriminator="type")]
 PROTOCOL_TYPES = ("fixedm-isoflop", "isoflop-fixedm", "fixedm-fixedm", "prune-distill")
 
@@ -129,6 +175,7 @@ class SweepConfig(BaseModel):
     # with optim.seed. None: one seed, optim.seed. Runs of other seeds get names ending in -s<seed>.
     seeds: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
     protocol: list[Protocol] = Field(min_length=1)
+    executor: ExecutorConfig = ExecutorConfig()
 
     @field_validator("seeds")
     @classmethod

@@ -8,8 +8,9 @@
 
 Each is planned from the runs' specs (``cache_plans``, ``prune_plans``: run name -> plan; runs that
 need the same thing share one plan), lives in ``RUNS.runs/<kind>/<name>`` and is a job of the sweep's
-DAG: after its source model, before its runs. Building is idempotent and safe against a parallel build
-of the same thing; a failed build fails the runs that needed it, with the reason.
+DAG: after its source model, before its runs. A build's job works in its folder only (``build_cache_job``,
+``prune_job``); the sweep coordinator records it (``record_build``). Building is idempotent and safe against
+a parallel build of the same thing; a failed build fails the runs that needed it, with the reason.
 """
 
 from __future__ import annotations
@@ -20,26 +21,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from distlaw.errors import DistlawError
 from distlaw.lab.config import DataConfig, RunSpec, default_cache
+from distlaw.lab.executors import JobState
 from distlaw.store import RunStore
 
 CACHE_DIR, PRUNED_DIR = "teacher-caches", "pruned"  # inside RUNS.runs/
 JOB_PREFIXES = ("cache:", "prune:")
-
-
-def teacher_dir(store: RunStore, teacher: str, run: str) -> Path:
-    """Where run ``run``'s teacher (or pruning source) checkpoint is: a finished run's directory, or a local HF dir."""
-    record = store.get(teacher)
-    if record is not None:
-        if record.status != "done":
-            raise DistlawError(f"run '{run}': teacher '{teacher}' is {record.status}, not done")
-        return store.run_dir(teacher)
-    path = Path(teacher)
-    if not path.is_dir():
-        raise DistlawError(f"run '{run}': teacher '{teacher}' is neither a stored run nor a directory")
-    return path
 
 
 def is_shared_job(name: str) -> bool:
@@ -139,47 +128,56 @@ def prune_plans(runs_dir: Path, specs: list[RunSpec]) -> dict[str, PrunePlan]:
     return plans
 
 
-def _build_once(store_path: Path, plan: CachePlan | PrunePlan, marker: str, what: str, build: Callable[[RunStore, Path], None]) -> str:
-    """Run ``build(store, source_dir)`` unless ``plan.directory`` holds ``marker`` (another process may build
-    the same thing at the same time: one rename wins, the other is not an error). A failure fails the plan's
-    runs with the reason; returns ``done`` or ``failed``."""
-    with RunStore(store_path, create=False) as store:
+def _build_once(plan: CachePlan | PrunePlan, marker: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``build()`` unless ``plan.directory`` holds ``marker`` (then ``{}``): another job may build the same
+    thing at the same time, one rename wins and the other is not an error."""
+    if (plan.directory / marker).is_file():
+        return {}
+    try:
+        return build()
+    except Exception:
         if (plan.directory / marker).is_file():
-            return "done"
-        try:
-            build(store, teacher_dir(store, plan.source, plan.runs[0]))
-        except Exception as exc:
-            if (plan.directory / marker).is_file():
-                return "done"
-            for run in plan.runs:
-                store.fail(run, f"{what} {plan.directory.name}: {type(exc).__name__}: {exc}")
-            return "failed"
-    return "done"
+            return {}
+        raise
 
 
-def execute_cache(store_path: Path, plan: CachePlan, progress: bool) -> str:
-    """Build a sweep's teacher cache and record its teacher-inference FLOPs in the store."""
+def build_cache_job(plan: CachePlan, source: Path, progress: bool) -> dict[str, Any]:
+    """A teacher cache's job: build it from the teacher checkpoint ``source``; returns its manifest and
+    build time for the coordinator to record (``record_build``). Opens no store."""
     from distlaw.lab.teacher_cache import MANIFEST, build_cache
 
-    def build(store: RunStore, source: Path) -> None:
+    def build() -> dict[str, Any]:
         start = time.perf_counter()
         manifest = build_cache(
             source, plan.directory, plan.data, default_cache(plan.directory.parent), tokens=plan.tokens, k=plan.k,
             temperature=plan.temperature, order_seed=plan.order_seed, batch_size=plan.batch_size, progress=progress,
         )  # fmt: skip
-        store.add_cache(plan.directory, plan.source, manifest, time.perf_counter() - start)
+        return {"manifest": manifest, "wall_time_s": time.perf_counter() - start}
 
-    return _build_once(store_path, plan, MANIFEST, "teacher cache", build)
+    return _build_once(plan, MANIFEST, build)
 
 
-def execute_prune(store_path: Path, plan: PrunePlan, progress: bool) -> str:
-    """Prune a sweep's source model into the starting point of its runs."""
+def prune_job(plan: PrunePlan, source: Path, progress: bool) -> dict[str, Any]:
+    """A pruned student's job: prune the checkpoint ``source`` into the starting point of its runs. Opens no store."""
     from distlaw.lab.pruning import RECORD, prune_checkpoint
 
-    def build(store: RunStore, source: Path) -> None:
+    def build() -> dict[str, Any]:
         prune_checkpoint(
             source, plan.directory, plan.data, default_cache(plan.directory.parent), target_params=plan.target_params,
             calibration_tokens=plan.calibration_tokens, batch_size=plan.batch_size, seed=plan.order_seed, progress=progress,
         )  # fmt: skip
+        return {}
 
-    return _build_once(store_path, plan, RECORD, "pruned model", build)
+    return _build_once(plan, RECORD, build)
+
+
+def record_build(plan: CachePlan | PrunePlan, store: RunStore, state: JobState) -> None:
+    """Write an ended shared build to the store: a cache's teacher-inference FLOPs; a failure fails the
+    plan's runs with the reason."""
+    if state.state == "done":
+        if isinstance(plan, CachePlan) and state.result:
+            store.add_cache(plan.directory, plan.source, state.result["manifest"], state.result["wall_time_s"])
+        return
+    what = "teacher cache" if isinstance(plan, CachePlan) else "pruned model"
+    for run in plan.runs:
+        store.fail(run, f"{what} {plan.directory.name}: {state.error or 'job ended ' + state.native}")

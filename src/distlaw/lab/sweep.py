@@ -1,27 +1,34 @@
 """Resumable sweeps: plan a config's runs into the store, then train them teachers-first.
 
 A sweep is a DAG: each distilled run needs its teacher trained first (the protocols of Busbridge
-et al. 2025, arXiv 2502.08606, distil from finished teachers). ``run_sweep`` trains every run of
-the sweep not yet ``done``, several at a time in worker processes, each state change a short store
-transaction. Killed at any point, the next ``run_sweep`` skips finished runs and ``train_run``
-resumes an interrupted one from its last checkpoint in ``RUNS.runs/<name>``.
+et al. 2025, arXiv 2502.08606, distil from finished teachers). ``run_sweep`` is its coordinator:
+it submits each job when its needs are done to an executor (``distlaw.lab.executors``: local
+processes or Slurm), follows it and records it, each state change a short store transaction; jobs
+only work in their run folders. Killed at any point, the next ``run_sweep`` skips finished runs,
+re-attaches to Slurm jobs still queued or running, and ``train_run`` resumes an interrupted run
+from its last checkpoint in ``RUNS.runs/<name>``.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from distlaw.errors import DistlawError
 from distlaw.lab import corpus
-from distlaw.lab.protocols import SweepConfig, expand, train_flops
-from distlaw.lab.shared import cache_plans, execute_cache, execute_prune, is_shared_job, prune_plans, teacher_dir
-from distlaw.store import PlannedRun, RunRecord, RunStore
+from distlaw.lab.config import RunSpec
+from distlaw.lab.executors import ROLES, Executor, Handle, JobState
+from distlaw.lab.executors.local import LocalExecutor
+from distlaw.lab.protocols import SlurmResources, SweepConfig, expand, train_flops
+from distlaw.lab.shared import build_cache_job, cache_plans, is_shared_job, prune_job, prune_plans, record_build
+from distlaw.store import PlannedRun, RunRecord, RunStore, runs_dir_of
+
+SLURM_DIR = "slurm"  # inside RUNS.runs/: the Slurm jobs' submitit files and logs
 
 
 @dataclass(frozen=True)
@@ -80,33 +87,24 @@ def plan_totals(runs: list[PlannedRun]) -> dict[str, dict[str, float]]:
     return totals
 
 
-def execute_run(store_path: Path, name: str, cache: Path | None, init: Path | None, checkpoint_every: int | None,
-                progress: bool, retry_failed: bool = False) -> str:
-    """Claim one run, train it (resuming from its checkpoint), record the result; returns its status
-    (``done``, ``failed``, or ``busy`` when another live process holds it)."""
+def train_in_folder(spec: RunSpec, run_dir: Path, teacher: Path | None, cache: Path | None, init: Path | None,
+                    checkpoint_every: int | None, progress: bool) -> dict[str, Any]:
+    """A run's job: train it in ``run_dir`` (resuming from its checkpoint, or reading back a finished
+    run's ``result.json``); returns the result for the coordinator to record. Opens no store."""
     from distlaw.lab.train import train_run
 
-    with RunStore(store_path, create=False) as store:
-        if not store.claim(name, os.getpid(), retry_failed=retry_failed):
-            record = store.get(name)
-            return "busy" if record is None or record.status == "running" else record.status
-        record = store.get(name)
-        assert record is not None
-        try:
-            result = train_run(
-                record.spec,
-                store.run_dir(name),
-                teacher_dir=teacher_dir(store, record.teacher, name) if record.teacher is not None and cache is None else None,
-                teacher_cache=cache,
-                init_dir=init,
-                progress=progress,
-                checkpoint_every=checkpoint_every,
-            )
-        except Exception as exc:  # a failed run is recorded, the sweep goes on
-            store.fail(name, f"{type(exc).__name__}: {exc}")
-            return "failed"
-        store.finish(name, result.model_dump())
-        return "done"
+    result = train_run(spec, run_dir, teacher_dir=teacher, teacher_cache=cache, init_dir=init, progress=progress,
+                       checkpoint_every=checkpoint_every)  # fmt: skip
+    return result.model_dump(mode="json")
+
+
+def _record_run(name: str, store: RunStore, state: JobState) -> None:
+    """Write an ended run job's outcome to the store."""
+    if state.state == "done":
+        assert state.result is not None
+        store.finish(name, state.result)
+    else:
+        store.fail(name, state.error or f"job ended {state.native}")
 
 
 @dataclass
@@ -121,44 +119,74 @@ class SweepOutcome:
 
 
 def sweep_workers(config: SweepConfig, workers: int | None = None) -> int:
-    """Runs trained at once: ``workers``, else the config's, else one per usable core."""
+    """Runs trained at once by the local executor: ``workers``, else the config's, else one per usable core."""
     from distlaw.fitting.optimizer import available_cores
 
     return workers or config.workers or available_cores()
 
 
+def make_executor(kind: str, config: SweepConfig, store_path: str | os.PathLike[str], workers: int | None = None,
+                  progress: bool = True, overrides: SlurmResources | None = None) -> Executor:
+    """The backend ``kind`` (``local`` or ``slurm``) for the sweep; Slurm requests (the config's
+    ``[executor.slurm]`` per role, then ``overrides``) are checked against the cluster first, so a bad
+    one is a DistlawError before anything is submitted or written. ``workers``: jobs at once (Slurm:
+    else ``max_jobs``, else all that are ready)."""
+    if kind == "local":
+        return LocalExecutor(sweep_workers(config, workers), progress)
+    if kind != "slurm":
+        raise DistlawError(f"unknown executor '{kind}' (expected local or slurm)")
+    try:
+        from distlaw.lab.executors.slurm import SlurmExecutor, check_resources
+    except ImportError as exc:
+        raise DistlawError(f"--executor slurm needs submitit ({exc}); pip install submitit") from None
+    resources = check_resources({role: config.executor.slurm.for_role(role, overrides) for role in ROLES})
+    return SlurmExecutor(runs_dir_of(store_path) / SLURM_DIR, resources, workers or config.executor.slurm.max_jobs)
+
+
 @dataclass(frozen=True)
 class _Job:
-    """One unit of sweep work: training a run, or a shared build (``distlaw.lab.shared``); ``needs`` first."""
+    """One node of the sweep's DAG: training a run, or a shared build (``distlaw.lab.shared``); ``needs`` first."""
 
     name: str
     needs: tuple[str, ...]  # runs of the sweep and shared builds
-    work: Callable[[bool], str]  # progress -> final status; a partial of a module-level function, so picklable
+    role: str  # teacher, student, cache or prune (its resources)
+    work: Callable[[bool], dict[str, Any]]  # the job: progress -> result; a partial of a module-level function, so picklable
+    record: Callable[[RunStore, JobState], None]  # the coordinator writes the ended job's outcome to the store
     priority: tuple[bool, float]  # sorts jobs that unblock others first, then the longest
 
+    @property
+    def is_run(self) -> bool:
+        return not is_shared_job(self.name)
 
-def _jobs(config: SweepConfig, store_path: Path, records: list[RunRecord], retried: tuple[str, ...], retry_failed: bool) -> list[_Job]:
+
+def _jobs(config: SweepConfig, store_path: Path, records: list[RunRecord], retried: tuple[str, ...]) -> list[_Job]:
     """The sweep's pending runs and the shared builds they need, those that unblock others first."""
     specs = [r.spec for r in records]
     with RunStore(store_path) as store:
         caches, pruned = cache_plans(store.runs_dir, specs), prune_plans(store.runs_dir, specs)
+        source = {r.name: store.run_dir(r.name) for r in records}
     blockers = {r.teacher for r in records} | {r.init.source for r in specs if r.init is not None}
     runs = {r.name for r in records}
 
     def needs(*names: str | None) -> tuple[str, ...]:  # a source outside the sweep (a directory) is always there
         return tuple(n for n in names if n is not None and (n in runs or is_shared_job(n)))
 
+    def where(name: str) -> Path:  # a model to read: a run's folder, or a checkpoint directory
+        return source.get(name, Path(name))
+
     jobs: dict[str, _Job] = {}
     for record in (r for r in records if r.status in retried):
         cache, prune = caches.get(record.name), pruned.get(record.name)
-        if cache is not None:
-            jobs.setdefault(cache.job, _Job(cache.job, needs(cache.source), partial(execute_cache, store_path, cache), (False, 0.0)))
-        if prune is not None:
-            jobs.setdefault(prune.job, _Job(prune.job, needs(prune.source), partial(execute_prune, store_path, prune), (False, 0.0)))
-        work = partial(execute_run, store_path, record.name, cache.directory if cache else None, prune.directory if prune else None,
-                       config.checkpoint_every, retry_failed=retry_failed)
-        priority = (record.name not in blockers, -train_flops(record.spec))
-        jobs[record.name] = _Job(record.name, needs(cache.job if cache else record.teacher, prune.job if prune else None), work, priority)
+        for plan, role, build in ((cache, "cache", build_cache_job), (prune, "prune", prune_job)):
+            if plan is not None:
+                jobs.setdefault(plan.job, _Job(plan.job, needs(plan.source), role, partial(build, plan, where(plan.source)),
+                                               partial(record_build, plan), (False, 0.0)))
+        teacher = where(record.teacher) if record.teacher is not None and cache is None else None
+        work = partial(train_in_folder, record.spec, source[record.name], teacher, cache.directory if cache else None,
+                       prune.directory if prune else None, config.checkpoint_every)
+        role = "teacher" if record.name in blockers else "student"
+        jobs[record.name] = _Job(record.name, needs(cache.job if cache else record.teacher, prune.job if prune else None), role, work,
+                                 partial(_record_run, record.name), (record.name not in blockers, -train_flops(record.spec)))
     return sorted(jobs.values(), key=lambda job: job.priority)
 
 
@@ -169,17 +197,22 @@ def run_sweep(
     retry_failed: bool = False,
     progress: bool = True,
     on_finish: Callable[[str, str], None] | None = None,
+    executor: Executor | None = None,
 ) -> SweepOutcome:
     """Plan (idempotently) and train every unfinished run of the sweep, teachers before students.
 
-    ``sweep_workers`` processes train at once; ``train_run`` sets each one's torch
-    threads (``$DISTLAW_THREADS``, default 1, part of a CPU run's determinism). With one worker,
-    runs train in this process with their own progress bars. Teacher caches and pruned students that
-    runs share are built once, after their source model (``distlaw.lab.shared``). ``on_finish(name,
-    status)`` is called as each run or shared build (``cache:...``, ``prune:...``) ends (the CLI's progress).
+    Jobs go to ``executor`` (default: ``make_executor("local", ...)``: ``sweep_workers`` processes,
+    or this process with its progress bars for one worker; ``train_run`` sets each one's torch
+    threads, ``$DISTLAW_THREADS``, default 1, part of a CPU run's determinism). This process is the
+    only store writer: it claims each run, submits its job when what it needs is done, records the
+    job (id, state, log) and its result. A job still queued or running from an earlier, killed
+    coordinator is re-attached, not submitted again (where the backend's jobs outlive it). Teacher
+    caches and pruned students that runs share are built once, after their source model
+    (``distlaw.lab.shared``). ``on_finish(name, status)`` is called as each run or shared build
+    (``cache:...``, ``prune:...``) ends (the CLI's progress).
     """
-    workers = sweep_workers(config, workers)
     store_path = Path(store_path)
+    executor = executor or make_executor("local", config, store_path, workers, progress)
     plan_sweep(config, store_path)
     with RunStore(store_path) as store:
         records = store.records(config.name)
@@ -189,11 +222,8 @@ def run_sweep(
         failed=[r.name for r in records if r.status not in retried + ("done",)],
     )
     status = {r.name: r.status for r in records}
-    pending = _jobs(config, store_path, records, retried, retry_failed)
-    status.update({job.name: "planned" for job in pending if is_shared_job(job.name)})
-
-    def ready(job: _Job) -> bool:
-        return all(status[need] == "done" for need in job.needs)
+    pending = _jobs(config, store_path, records, retried)
+    status.update({job.name: "planned" for job in pending if not job.is_run})
 
     def settle(name: str, result: str) -> None:
         status[name] = result
@@ -205,27 +235,103 @@ def run_sweep(
         if on_finish is not None:
             on_finish(name, result)
 
-    if workers == 1:
-        while pending:
-            job = next((j for j in pending if ready(j)), None)
-            if job is None:
-                break
-            pending.remove(job)
-            settle(job.name, job.work(progress))
-    else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            running: dict[Future[str], str] = {}
-            while pending or running:
-                for job in [j for j in pending if ready(j)][: workers - len(running)]:
-                    pending.remove(job)
-                    running[pool.submit(job.work, False)] = job.name
-                if not running:
-                    break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    settle(running.pop(future), future.result())
+    try:
+        with RunStore(store_path, create=False) as store:
+            _Coordinator(executor, store, status, settle, retry_failed).drive(pending)
+    finally:
+        executor.close()
     _settle_unreached(pending, store_path, settle)
     return outcome
+
+
+class _Coordinator:
+    """Submits ready jobs to the executor, follows them and records them in the store (its only writer)."""
+
+    def __init__(self, executor: Executor, store: RunStore, status: dict[str, str], settle: Callable[[str, str], None],
+                 retry_failed: bool) -> None:
+        self.executor, self.store, self.status, self.settle, self.retry_failed = executor, store, status, settle, retry_failed
+        self.running: dict[str, tuple[_Job, Handle, str]] = {}  # name -> job, handle, last native state
+
+    def drive(self, pending: list[_Job]) -> None:
+        """Until nothing is pending that can start and nothing runs; jobs left in ``pending`` never started."""
+        self._attach(pending)
+        while pending or self.running:
+            for job in [j for j in pending if all(self.status[n] == "done" for n in j.needs)]:
+                if self.executor.slots is not None and len(self.running) >= self.executor.slots:
+                    break
+                pending.remove(job)
+                self._start(job)
+            if not self.running:
+                break
+            if not self._poll():
+                time.sleep(self.executor.poll_s)
+
+    def _attach(self, pending: list[_Job]) -> None:
+        """Follow again the jobs an earlier coordinator left queued or running (their runs still ``running``)."""
+        jobs = self.store.jobs()
+        for job in list(pending):
+            row = jobs.get(job.name)
+            if row is None or row.executor != self.executor.kind or row.job_id is None or row.ended_at is not None:
+                continue
+            if job.is_run and (self.status[job.name] != "running" or not self.store.adopt(job.name, os.getpid())):
+                continue
+            handle = self.executor.attach(job.name, row.job_id, row.log)
+            if handle is not None:
+                pending.remove(job)
+                self.running[job.name] = (job, handle, row.state)
+
+    def _start(self, job: _Job) -> None:
+        if job.is_run and not self.store.claim(job.name, os.getpid(), retry_failed=self.retry_failed):
+            record = self.store.get(job.name)
+            self.settle(job.name, "busy" if record is None or record.status == "running" else record.status)
+            return
+        try:
+            handle = self.executor.submit(job)
+        except DistlawError as exc:
+            self._end(job, JobState("failed", "REFUSED", error=str(exc)))
+            return
+        self.store.record_job(job.name, self.executor.kind, handle.job_id, "SUBMITTED", handle.log)
+        self.running[job.name] = (job, handle, "SUBMITTED")
+
+    def _poll(self) -> bool:
+        """Record state changes and settle the jobs that ended; whether any did."""
+        ended = False
+        for name, (job, handle, last) in list(self.running.items()):
+            state = self.executor.state(handle)
+            if state.native != last or state.ended:
+                self.store.update_job(name, state.native, started=state.state != "pending", ended=state.ended)
+                self.running[name] = (job, handle, state.native)
+            if state.ended:
+                del self.running[name]
+                self._end(job, state)
+                ended = True
+        return ended
+
+    def _end(self, job: _Job, state: JobState) -> None:
+        job.record(self.store, state)
+        self.settle(job.name, state.state)
+
+
+def cancel_sweep(config: SweepConfig, store_path: str | os.PathLike[str]) -> dict[str, str]:
+    """Cancel the sweep's Slurm jobs still queued or running and record their runs failed (``cancelled``);
+    returns run or build name -> Slurm job id."""
+    from distlaw.lab.executors.slurm import SlurmExecutor
+
+    executor = SlurmExecutor(runs_dir_of(store_path) / SLURM_DIR, {})
+    cancelled: dict[str, str] = {}
+    with RunStore(store_path, create=False) as store:
+        records = {r.name: r for r in store.records(config.name)}
+        builds = {job.name for job in _jobs(config, Path(store_path), list(records.values()), ("planned", "running", "failed", "done"))
+                  if not job.is_run}
+        for name, row in store.jobs().items():
+            if row.executor != executor.kind or row.job_id is None or row.ended_at is not None or (name not in records and name not in builds):
+                continue
+            executor.cancel(executor.attach(name, row.job_id, row.log))
+            store.update_job(name, "CANCELLED", ended=True)
+            if name in records and records[name].status == "running":
+                store.fail(name, f"cancelled (Slurm job {row.job_id}, log {row.log})")
+            cancelled[name] = row.job_id
+    return cancelled
 
 
 def _settle_unreached(pending: list[_Job], store_path: Path, settle: Callable[[str, str], None]) -> None:
@@ -233,7 +339,7 @@ def _settle_unreached(pending: list[_Job], store_path: Path, settle: Callable[[s
     recorded failed (``distlaw.lab.shared``), everything else is blocked."""
     with RunStore(store_path, create=False) as store:
         for job in pending:
-            if is_shared_job(job.name):
+            if not job.is_run:
                 continue
             record = store.get(job.name)
             settle(job.name, "failed" if record is not None and record.status == "failed" else "blocked")

@@ -1,0 +1,53 @@
+"""The ``local`` backend: jobs as processes on this machine (today's sweeps).
+
+One worker runs each job in this process when it is submitted (with its own progress bar);
+several run in spawned worker processes. Local jobs do not outlive the coordinator: a killed sweep
+submits its interrupted runs again and they resume from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from distlaw.lab.executors import Executor, Handle, Job, JobError, JobState, guarded
+
+
+class LocalExecutor(Executor):
+    """``workers`` jobs at once; ``progress`` shows an in-process job's bar (workers == 1)."""
+
+    kind = "local"
+    poll_s = 0.1
+
+    def __init__(self, workers: int, progress: bool = True) -> None:
+        self.slots = workers
+        self.progress = progress
+        self._pool: ProcessPoolExecutor | None = None  # started on the first job
+
+    def submit(self, job: Job) -> Handle:
+        if self.slots != 1:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self.slots, mp_context=multiprocessing.get_context("spawn"))
+            return Handle(job.name, None, None, self._pool.submit(guarded, job.work, False))
+        done: Future = Future()
+        try:
+            done.set_result(guarded(job.work, self.progress))
+        except JobError as exc:
+            done.set_exception(exc)
+        return Handle(job.name, None, None, done)
+
+    def state(self, handle: Handle) -> JobState:
+        future: Future = handle.ref
+        if not future.done():
+            return JobState("running", "RUNNING")
+        error = future.exception()
+        if error is not None:
+            return JobState("failed", "FAILED", error=str(error) if isinstance(error, JobError) else f"{type(error).__name__}: {error}")
+        return JobState("done", "COMPLETED", result=future.result())
+
+    def cancel(self, handle: Handle) -> None:
+        handle.ref.cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
