@@ -344,19 +344,16 @@ def plot_capacity(runs: pd.DataFrame, result: CapacityGapResult, path: str | os.
     save_figure(capacity_figure(runs, result), path)
 
 
-MAX_LEGEND_CURVES = 6  # more students than this get a colour bar of ln S instead of a legend entry each
-
-
 def capacity_figure(runs: pd.DataFrame, result: CapacityGapResult) -> Any:
     """Left: student loss against teacher size per student, fitted quadratics and vertices (a
-    legend up to MAX_LEGEND_CURVES students, else a colour bar of the student size); right: T*
+    legend up to figures.MAX_LEGEND_ENTRIES students, else a colour bar of the student size); right: T*
     against S with the fitted law and Zhang's preset T* = 2.5 S (edges drawn as bounds)."""
-    from distlaw.figures import new_figure, plain_log_ticks
+    from distlaw.figures import new_figure, plain_log_ticks, size_colors
 
     fig, axes = new_figure(2)
     left, right = axes[0]
     means = _distilled(runs).groupby(STUDENT_KEYS + ["teacher_params"], as_index=False)["loss"].mean()
-    colors, colorbar = log_colors(result.curves["params"])
+    colors, legend = size_colors(fig, left, result.curves["params"], "student parameters S (log scale)")
     for i, curve in result.curves.iterrows():
         color = colors[i]
         points = means[(means["params"] == curve["params"]) & (means["tokens"] == curve["tokens"])]
@@ -367,27 +364,13 @@ def capacity_figure(runs: pd.DataFrame, result: CapacityGapResult) -> Any:
             left.plot(curve["teacher_star"], curve["loss_star"], marker="*", ms=10, color=color)
     left.set(xscale="log", xlabel="teacher parameters T", ylabel="student loss",
              title="student loss vs teacher size: fitted quadratics (* = smooth T*)")
-    if colorbar is None:
+    if legend:
         left.legend(fontsize=6)
-    else:
-        fig.colorbar(colorbar, ax=left, label="student parameters S (log scale)")
     plain_log_ticks(left)
     _plot_law(right, result)
     plain_log_ticks(right)
     fig.tight_layout()
     return fig
-
-
-def log_colors(values: ArrayLike, max_legend: int = MAX_LEGEND_CURVES) -> tuple[list[Any], Any]:
-    """One colour per value (sizes, token budgets): the cycle C0.. for up to ``max_legend`` values,
-    else viridis over log value with the ScalarMappable for a colour bar (None when a legend suffices)."""
-    v = np.asarray(values, dtype=float)
-    if v.size <= max_legend:
-        return [f"C{i % 10}" for i in range(v.size)], None
-    from matplotlib import cm, colors
-
-    mappable = cm.ScalarMappable(norm=colors.LogNorm(v.min(), max(v.max(), v.min() * 1.001)), cmap="viridis")
-    return [mappable.to_rgba(x) for x in v], mappable
 
 
 def _plot_law(ax: Any, result: CapacityGapResult) -> None:

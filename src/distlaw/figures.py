@@ -64,7 +64,7 @@ def size_colors(fig: Any, ax: Any, values: Sequence[float], label: str, cmap: st
     array = np.asarray(values, dtype=float)
     if len(array) <= MAX_LEGEND_ENTRIES:
         return list(colormaps[cmap](np.linspace(0, 0.9, max(len(array), 1)))), True
-    mappable = ScalarMappable(norm=LogNorm(array.min(), array.max()), cmap=cmap)
+    mappable = ScalarMappable(norm=LogNorm(array.min(), max(array.max(), array.min() * 1.001)), cmap=cmap)
     fig.colorbar(mappable, ax=ax, label=label)
     return [mappable.to_rgba(v) for v in array], False
 

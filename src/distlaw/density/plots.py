@@ -11,9 +11,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from distlaw.capacity import log_colors
 from distlaw.density.trend import TrendFit
-from distlaw.figures import new_figure, plain_log_ticks, save_figure
+from distlaw.figures import new_figure, plain_log_ticks, save_figure, size_colors
 from distlaw.laws.density import DensityCoefficients, conditional_loss, score_from_loss
 
 def plot_fit(reference: pd.DataFrame, coefficients: DensityCoefficients, path: str | os.PathLike[str]) -> None:
@@ -22,15 +21,13 @@ def plot_fit(reference: pd.DataFrame, coefficients: DensityCoefficients, path: s
     left, right = axes[0]
     n = np.geomspace(reference["params"].min() / 2, reference["params"].max() * 2, 100)
     budgets = reference.groupby("tokens")
-    colors, colorbar = log_colors(list(budgets.groups))
+    colors, legend = size_colors(fig, left, list(budgets.groups), "training tokens D (log scale)")
     for color, (tokens, rows) in zip(colors, budgets):
         left.plot(n, conditional_loss(n, tokens, coefficients.loss), lw=1, color=color)
         left.scatter(rows["params"], rows["loss"], color=color, s=14, label=f"D = {tokens:.3g}")
     left.set(xscale="log", xlabel="parameters N", ylabel="conditional loss", title="step 1 (fitted): L = a N^-alpha + b D^-beta")
-    if colorbar is None:
+    if legend:
         left.legend(fontsize=7)
-    else:
-        fig.colorbar(colorbar, ax=left, label="training tokens D (log scale)")
     plain_log_ticks(left)
     scored = reference[reference["score"].notna()]
     s = coefficients.score
