@@ -281,7 +281,7 @@ def _slurm_overrides(**options: object) -> SlurmResources:
                                               for k, v in options.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise DistlawError(f"--{'-'.join(str(p) for p in first['loc'][:1]).replace('_', '-')}: {first['msg']}") from None
+        raise DistlawError(f"--{'-'.join(str(p) for p in first['loc'][:1]).replace('_', '-')}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 def list_runs(

@@ -16,6 +16,7 @@ with stable names, teachers first, shared runs planned once.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -116,13 +117,20 @@ class SlurmResources(BaseModel):
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
-    time: Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^(\d+-)?\d+(:\d+){0,2}$")] | None = None  # minutes, or D-HH:MM:SS
+    time: int | str | None = None  # minutes, or Slurm's D-HH:MM:SS
     nodes: int | None = Field(default=None, ge=1)
     gpus_per_node: int | None = Field(default=None, ge=0)
     cpus_per_task: int | None = Field(default=None, ge=1)
     mem: str | None = Field(default=None, pattern=r"^\d+[KMGT]?$")  # per node, e.g. 16G
     constraint: str | None = None
     sbatch: dict[str, str] = Field(default_factory=dict)  # more sbatch options, e.g. {exclusive = "", "mail-type" = "END"}
+
+    @field_validator("time")
+    @classmethod
+    def _slurm_time(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1 or isinstance(value, str) and not re.fullmatch(r"(\d+-)?\d+(:\d+){0,2}", value):
+            raise ValueError(f"a time limit is minutes or D-HH:MM:SS (Slurm's formats), not {value!r}")
+        return value
 
     def merged(self, other: SlurmResources) -> SlurmResources:
         """These resources with the fields ``other`` sets replacing them (``sbatch`` options added)."""

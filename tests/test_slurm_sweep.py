@@ -1,0 +1,317 @@
+"""Sweeps through the real single-node Slurm (``--executor slurm``) against the local executor: the same
+runs table, failures recorded with their Slurm log, bad requests refused before anything is submitted,
+a SIGKILLed coordinator re-attaching to its jobs, cancel and requeue.
+
+Skipped without a running cluster (scripts/slurm-local.sh); in CI they fail instead."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import require_service
+from test_slurm_cluster import HINT, _node_up
+
+from distlaw.runs import read_runs
+from distlaw.store import RunStore
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900)]
+
+MICRO = Path(__file__).resolve().parents[1] / "configs" / "micro.toml"
+TINY = """
+name = "tiny"
+checkpoint_every = 10
+eval_tokens = 8192
+[model]
+aspect_ratio = 8
+head_dim = 8
+[[protocol]]
+type = "fixedm-fixedm"
+teachers = [6256]
+students = [6256]
+student_ratios = [20, 40]
+"""  # 4 runs (the M = 20 baseline is the teacher): the teacher, then two students and a baseline of 31-61 steps
+SHARED = """
+name = "shared"
+checkpoint_every = 1000
+eval_tokens = 8192
+[data]
+seq_len = 64
+[optim]
+batch_size = 16
+[distill]
+cache_k = 64
+[model]
+aspect_ratio = 8
+head_dim = 8
+[[protocol]]
+type = "fixedm-fixedm"
+teachers = [6256]
+teacher_ratio = 10
+students = [784]
+student_ratios = [80]
+[[protocol]]
+type = "prune-distill"
+teachers = [6256]
+teacher_ratio = 10
+students = [2500]
+student_ratio = 10
+calibration_tokens = 4096
+"""  # a teacher cache and a pruned student, each one Slurm job of role cache or prune
+EXACT = ["name", "kind", "params", "tokens", "teacher", "teacher_params", "teacher_tokens", "protocols", "pruned_to", "flops"]
+
+
+@pytest.fixture(scope="module")
+def slurm() -> None:
+    require_service(_node_up(), HINT)
+
+
+def _config(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _table(cli, store: Path, out: Path) -> pd.DataFrame:
+    result = cli("runs", "export", "--store", store, out)
+    assert result.code == 0, result.stderr
+    return read_runs(out).sort_values("name").reset_index(drop=True)
+
+
+def _assert_same_table(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
+    assert list(actual["name"]) == list(expected["name"]) and actual["name"].is_unique
+    pd.testing.assert_frame_equal(actual[EXACT], expected[EXACT])
+    for column in ("loss", "teacher_loss"):
+        np.testing.assert_allclose(actual[column], expected[column], rtol=1e-6, equal_nan=True)
+
+
+def _now() -> str:
+    return datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _history(since: str, names: set[str]) -> list[dict[str, str]]:
+    """Slurm's accounting of the distlaw jobs of ``names`` since ``since``, requeued attempts included (-D)."""
+    out = subprocess.run(["sacct", "-X", "-D", "-n", "-P", "-S", since, "-o", "JobID,JobName,State,Submit,Start"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [dict(zip(("id", "name", "state", "submit", "start"), line.split("|"))) for line in out.splitlines() if line]
+    return [row for row in rows if row["name"].removeprefix("distlaw-") in names]
+
+
+def _squeue_names() -> set[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def _status(cli, config: Path, store: Path) -> dict[str, dict]:
+    result = cli("sweep", "status", config, "--store", store, "--json")
+    assert result.code == 0, result.stderr
+    return {row["name"]: row for row in result.json()["runs"]}
+
+
+def _coordinator(config: Path, store: Path, log: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "distlaw.cli.app", "sweep", "run", str(config), "--store", str(store), "--executor", "slurm", "--json", *extra]
+    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_for(what: str, check, process: subprocess.Popen | None = None, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None:
+            assert process.poll() is None, f"the sweep ended before {what}"
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"not {what} within {timeout:.0f} s")
+
+
+def _mid_sweep(store: Path) -> list[tuple[str, str]]:
+    """(run, Slurm job id) of jobs running with a resume checkpoint on disk, once a run is done."""
+    if not store.exists():
+        return []
+    with RunStore(store, create=False) as s:
+        done = any(r.status == "done" for r in s.records())
+        jobs = s.jobs()
+        return [(name, job.job_id) for name, job in jobs.items()
+                if done and job.state == "RUNNING" and (s.run_dir(name) / "resume.pt").is_file()]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_reference(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    """The tiny sweep through the local executor: the table every Slurm variant must reproduce."""
+    folder = tmp_path_factory.mktemp("tiny-local")
+    config, store, out = _config(folder, TINY), folder / "local.db", folder / "local.csv"
+    for args in (["sweep", "run", config, "--store", store, "-q"], ["runs", "export", "--store", store, out]):
+        subprocess.run([sys.executable, "-m", "distlaw.cli.app", *map(str, args)], check=True, capture_output=True)
+    return config, read_runs(out).sort_values("name").reset_index(drop=True)
+
+
+def test_micro_sweep_through_slurm_gives_the_local_table(slurm, cli, tmp_path):
+    started = time.perf_counter()
+    local = cli("sweep", "run", MICRO, "--store", tmp_path / "local.db", "--json")
+    local_s = time.perf_counter() - started
+    assert local.code == 0, local.stderr
+    since, started = _now(), time.perf_counter()
+    result = cli("sweep", "run", MICRO, "--store", tmp_path / "slurm.db", "--executor", "slurm", "--json")
+    slurm_s = time.perf_counter() - started
+    assert result.code == 0, result.stderr
+    assert result.json()["counts"]["done"] == local.json()["counts"]["done"] and not result.json()["failed"]
+    expected, actual = _table(cli, tmp_path / "local.db", tmp_path / "local.csv"), _table(cli, tmp_path / "slurm.db", tmp_path / "slurm.csv")
+    _assert_same_table(actual, expected)
+    history = _history(since, set(actual["name"]))
+    assert sorted(row["name"] for row in history) == sorted("distlaw-" + n for n in actual["name"])  # one job per run
+    assert {row["state"] for row in history} == {"COMPLETED"}
+    status = _status(cli, MICRO, tmp_path / "slurm.db")
+    assert {row["job_id"] for row in status.values()} == {row["id"] for row in history}
+    assert all(Path(row["log"]).is_file() and row["job_state"] == "COMPLETED" for row in status.values())
+    print(f"\nmicro sweep: local {local_s:.1f} s, slurm {slurm_s:.1f} s, {len(actual)} runs")
+
+
+def test_shared_builds_run_as_their_own_slurm_jobs(slurm, cli, tmp_path):
+    config = _config(tmp_path, SHARED)
+    local = cli("sweep", "run", config, "--store", tmp_path / "local.db", "--json")
+    assert local.code == 0, local.stderr
+    result = cli("sweep", "run", config, "--store", tmp_path / "slurm.db", "--executor", "slurm", "--json")
+    assert result.code == 0, result.stderr
+    assert sorted(result.json()["built"]) == sorted(local.json()["built"]) and len(result.json()["built"]) == 2
+    _assert_same_table(_table(cli, tmp_path / "slurm.db", tmp_path / "s.csv"), _table(cli, tmp_path / "local.db", tmp_path / "l.csv"))
+    with RunStore(tmp_path / "slurm.db") as s:
+        jobs = s.jobs()
+        assert {name.split(":")[0] for name in jobs if ":" in name} == {"cache", "prune"}
+        assert all(job.job_id and job.state == "COMPLETED" for job in jobs.values())
+        assert len(s.caches()) == 1  # recorded by the coordinator from the job's manifest
+
+
+@pytest.mark.parametrize("executor", ["local", "slurm"])
+def test_a_failing_run_is_failed_with_its_log_and_its_dependants_blocked(slurm, cli, tmp_path, executor):
+    config = _config(tmp_path, TINY)
+    store = tmp_path / "RUNS.db"
+    assert cli("sweep", "plan", config, "--store", store).code == 0
+    teacher = "sup-N6256-D125120"
+    with RunStore(store) as s:  # the teacher's folder holds a corrupted resume checkpoint: only its job raises
+        folder = s.run_dir(teacher)
+        folder.mkdir(parents=True)
+        (folder / "spec.json").write_text(s.get(teacher).spec.model_dump_json())
+    (folder / "resume.pt").write_bytes(b"not a checkpoint")
+    result = cli("sweep", "run", config, "--store", store, "--executor", executor, "--json")
+    assert result.code == 1
+    summary, status = result.json(), _status(cli, config, store)
+    students = sorted(name for name, row in status.items() if row["teacher"] == teacher)
+    assert summary["failed"] == [teacher] and sorted(summary["blocked"]) == students and len(students) == 2
+    assert sorted(summary["trained"]) == sorted(set(status) - {teacher, *students}) and len(summary["trained"]) == 1
+    assert status[teacher]["status"] == "failed" and "UnpicklingError" in status[teacher]["error"]
+    if executor == "slurm":
+        log = Path(status[teacher]["log"])
+        assert status[teacher]["job_state"] == "FAILED" and "UnpicklingError" in log.read_text()
+        assert all(status[name]["job_id"] is None for name in summary["blocked"])  # never submitted
+    table = cli("sweep", "status", config, "--store", store)
+    assert "UnpicklingError" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "toml", "words"),
+    [
+        (["--partition", "nope"], "", ["partition 'nope' does not exist"]),
+        ([], '[executor.slurm]\npartition = "nope"\n', ["partition 'nope' does not exist"]),
+        (["--gpus-per-node", "4"], "", ["4 GPUs per node", "has at most 0"]),
+        ([], "[executor.slurm.teacher]\ngpus_per_node = 2\n", ["teacher jobs ask for 2 GPUs per node"]),
+        (["--cpus-per-task", "64"], "", ["64 CPUs per task"]),
+        (["--constraint", "nosuchfeature"], "", ["Slurm refuses", "Invalid feature"]),
+        (["--time", "soon"], "", ["--time"]),
+        (["--partition", "debug"], None, ["--executor slurm"]),  # a Slurm option without --executor slurm
+    ],
+    ids=["partition-cli", "partition-config", "gpus-cli", "gpus-teacher-config", "cpus", "constraint", "time", "no-executor"],
+)
+def test_bad_requests_are_one_line_exit_2_nothing_submitted_or_written(slurm, cli, tmp_path, args, toml, words):
+    config = _config(tmp_path, TINY + (toml or ""))
+    store = tmp_path / "RUNS.db"
+    since, queued = _now(), _squeue_names()
+    executor = [] if toml is None else ["--executor", "slurm"]
+    result = cli("sweep", "run", config, "--store", store, *executor, *args)
+    assert result.code == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert all(word in result.stderr for word in words), result.stderr
+    assert not store.exists() and not store.with_suffix(".runs").exists()
+    assert _squeue_names() == queued and not _history(since, {"sup-N6256-D125120"})
+
+
+def test_no_sbatch_on_path_is_one_line_exit_2(slurm, cli, tmp_path, monkeypatch):
+    config = _config(tmp_path, TINY)
+    store = tmp_path / "RUNS.db"
+    since = _now()
+    monkeypatch.setenv("PATH", str(tmp_path))  # a folder without sbatch
+    result = cli("sweep", "run", config, "--store", store, "--executor", "slurm")
+    monkeypatch.undo()
+    assert result.code == 2 and result.stderr.count("\n") == 1 and "sbatch is not on PATH" in result.stderr
+    assert not store.exists() and not _history(since, {"sup-N6256-D125120"})
+
+
+def test_a_sigkilled_coordinator_reattaches_and_submits_no_run_twice(slurm, cli, tmp_path, tiny_reference):
+    config, expected = tiny_reference
+    store = tmp_path / "RUNS.db"
+    since = _now()
+    victim = _coordinator(config, store, tmp_path / "killed.log")
+    running = _wait_for("mid-sweep", lambda: _mid_sweep(store), victim)
+    os.kill(victim.pid, signal.SIGKILL)  # the coordinator only: its Slurm jobs go on
+    victim.wait(timeout=30)
+    name, job_id = running[0]
+    assert _status(cli, config, store)[name]["status"] == "interrupted"
+    restarted = _coordinator(config, store, tmp_path / "restarted.log")
+    assert restarted.wait(timeout=600) == 0, (tmp_path / "restarted.log").read_text()
+    actual = _table(cli, store, tmp_path / "slurm.csv")
+    _assert_same_table(actual, expected)
+    history = _history(since, set(actual["name"]))
+    assert sorted(row["name"] for row in history) == sorted("distlaw-" + n for n in actual["name"])  # none submitted twice
+    status = _status(cli, config, store)
+    assert status[name]["job_id"] == job_id and status[name]["job_state"] == "COMPLETED"
+    with RunStore(store) as s:
+        assert s.get(name).attempts == 1  # re-attached, not claimed again
+
+
+def test_cancel_stops_the_sweeps_jobs(slurm, cli, tmp_path, tiny_reference):
+    config, _ = tiny_reference
+    store = tmp_path / "RUNS.db"
+    since = _now()
+    victim = _coordinator(config, store, tmp_path / "run.log")
+    _wait_for("mid-sweep", lambda: _mid_sweep(store), victim)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=30)
+    with RunStore(store) as s:
+        live = {name: job.job_id for name, job in s.jobs().items() if job.ended_at is None}
+    result = cli("sweep", "cancel", config, "--store", store, "--json")
+    assert result.code == 0, result.stderr
+    assert result.json()["cancelled"] == live and live
+    _wait_for("cancelled in accounting", lambda: all(r["state"].startswith("CANCELLED") for r in _history(since, set(live))
+                                                     if r["id"] in live.values()))
+    status = _status(cli, config, store)
+    for name, job_id in live.items():
+        assert status[name]["status"] == "failed" and status[name]["error"].startswith(f"cancelled (Slurm job {job_id}")
+        assert status[name]["job_state"] == "CANCELLED"
+    assert cli("sweep", "cancel", config, "--store", store, "--json").json()["cancelled"] == {}  # nothing left
+
+
+def test_a_requeued_job_resumes_from_its_checkpoint(slurm, cli, tmp_path, tiny_reference):
+    config, expected = tiny_reference
+    store = tmp_path / "RUNS.db"
+    since = _now()
+    coordinator = _coordinator(config, store, tmp_path / "run.log")
+    name, job_id = _wait_for("mid-sweep", lambda: _mid_sweep(store), coordinator)[0]
+    subprocess.run(["scontrol", "requeue", job_id], check=True)
+    assert coordinator.wait(timeout=600) == 0, (tmp_path / "run.log").read_text()
+    _assert_same_table(_table(cli, store, tmp_path / "slurm.csv"), expected)
+    def attempts() -> list[dict[str, str]]:  # the result is in before Slurm has finished the job
+        rows = [row for row in _history(since, {name}) if row["id"] == job_id]
+        return rows if rows[-1]["state"] == "COMPLETED" else []
+
+    assert [row["state"] for row in _wait_for("completed in accounting", attempts, timeout=60)] == ["REQUEUED", "COMPLETED"]
+    assert len(_history(since, set(expected["name"]))) == len(expected) + 1  # the requeue is the only second attempt
+    log = json.loads((tmp_path / "run.log").read_text())
+    assert log["failed"] == [] and name in log["trained"]
