@@ -70,9 +70,11 @@ calibration_tokens = 4096
 EXACT = ["name", "kind", "params", "tokens", "teacher", "teacher_params", "teacher_tokens", "protocols", "pruned_to", "flops"]
 
 
-@pytest.fixture(scope="module")
-def slurm() -> None:
+@pytest.fixture
+def slurm(tmp_path, monkeypatch) -> None:
+    """A running cluster; the test runs in its tmp_path, so that sacct tells its jobs by their working folder."""
     require_service(_node_up(), HINT)
+    monkeypatch.chdir(tmp_path)
 
 
 def _config(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
@@ -99,16 +101,27 @@ def _now() -> str:
 
 
 def _history(since: str, names: set[str]) -> list[dict[str, str]]:
-    """Slurm's accounting of the distlaw jobs of ``names`` since ``since``, requeued attempts included (-D)."""
-    out = subprocess.run(["sacct", "-X", "-D", "-n", "-P", "-S", since, "-o", "JobID,JobName,State,Submit,Start"],
+    """Slurm's accounting of the distlaw jobs of ``names`` submitted from this folder (the coordinators run
+    in the test's tmp_path: other sessions may run the same sweeps) since ``since``, requeued attempts included (-D)."""
+    out = subprocess.run(["sacct", "-X", "-D", "-n", "-P", "-S", since, "-o", "JobID,JobName,State,Submit,Start,WorkDir"],
                          capture_output=True, text=True, check=True).stdout
-    rows = [dict(zip(("id", "name", "state", "submit", "start"), line.split("|"))) for line in out.splitlines() if line]
-    return [row for row in rows if row["name"].removeprefix("distlaw-") in names]
+    rows = [dict(zip(("id", "name", "state", "submit", "start", "workdir"), line.split("|"))) for line in out.splitlines() if line]
+    return [row for row in rows if row["name"].removeprefix("distlaw-") in names and Path(row["workdir"]) == Path.cwd()]
 
 
-def _squeue_names() -> set[str]:
-    out = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True, check=True).stdout
-    return set(out.split())
+def _final_history(since: str, names: set[str]) -> list[dict[str, str]]:
+    """``_history`` once every job has left RUNNING (a result is in before Slurm has finished the job)."""
+    def settled() -> list[dict[str, str]]:
+        rows = _history(since, names)
+        return rows if rows and all(row["state"] not in ("PENDING", "RUNNING", "COMPLETING") for row in rows) else []
+
+    return _wait_for("finished in accounting", settled, timeout=60)
+
+
+def _queued_here() -> list[str]:
+    """Names of the jobs in the queue submitted from this folder."""
+    out = subprocess.run(["squeue", "-h", "-o", "%j|%Z"], capture_output=True, text=True, check=True).stdout
+    return [name for name, folder in (line.split("|") for line in out.splitlines()) if Path(folder) == Path.cwd()]
 
 
 def _status(cli, config: Path, store: Path) -> dict[str, dict]:
@@ -119,7 +132,7 @@ def _status(cli, config: Path, store: Path) -> dict[str, dict]:
 
 def _coordinator(config: Path, store: Path, log: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "distlaw.cli.app", "sweep", "run", str(config), "--store", str(store), "--executor", "slurm", "--json", *extra]
-    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, cwd=Path.cwd())
 
 
 def _wait_for(what: str, check, process: subprocess.Popen | None = None, timeout: float = 300):
@@ -167,7 +180,7 @@ def test_micro_sweep_through_slurm_gives_the_local_table(slurm, cli, tmp_path):
     assert result.json()["counts"]["done"] == local.json()["counts"]["done"] and not result.json()["failed"]
     expected, actual = _table(cli, tmp_path / "local.db", tmp_path / "local.csv"), _table(cli, tmp_path / "slurm.db", tmp_path / "slurm.csv")
     _assert_same_table(actual, expected)
-    history = _history(since, set(actual["name"]))
+    history = _final_history(since, set(actual["name"]))
     assert sorted(row["name"] for row in history) == sorted("distlaw-" + n for n in actual["name"])  # one job per run
     assert {row["state"] for row in history} == {"COMPLETED"}
     status = _status(cli, MICRO, tmp_path / "slurm.db")
@@ -234,13 +247,13 @@ def test_a_failing_run_is_failed_with_its_log_and_its_dependants_blocked(slurm, 
 def test_bad_requests_are_one_line_exit_2_nothing_submitted_or_written(slurm, cli, tmp_path, args, toml, words):
     config = _config(tmp_path, TINY + (toml or ""))
     store = tmp_path / "RUNS.db"
-    since, queued = _now(), _squeue_names()
+    since = _now()
     executor = [] if toml is None else ["--executor", "slurm"]
     result = cli("sweep", "run", config, "--store", store, *executor, *args)
     assert result.code == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
     assert all(word in result.stderr for word in words), result.stderr
     assert not store.exists() and not store.with_suffix(".runs").exists()
-    assert _squeue_names() == queued and not _history(since, {"sup-N6256-D125120"})
+    assert not _queued_here() and not _history(since, {"sup-N6256-D125120"})
 
 
 def test_no_sbatch_on_path_is_one_line_exit_2(slurm, cli, tmp_path, monkeypatch):
@@ -268,7 +281,7 @@ def test_a_sigkilled_coordinator_reattaches_and_submits_no_run_twice(slurm, cli,
     assert restarted.wait(timeout=600) == 0, (tmp_path / "restarted.log").read_text()
     actual = _table(cli, store, tmp_path / "slurm.csv")
     _assert_same_table(actual, expected)
-    history = _history(since, set(actual["name"]))
+    history = _final_history(since, set(actual["name"]))
     assert sorted(row["name"] for row in history) == sorted("distlaw-" + n for n in actual["name"])  # none submitted twice
     status = _status(cli, config, store)
     assert status[name]["job_id"] == job_id and status[name]["job_state"] == "COMPLETED"
@@ -307,11 +320,25 @@ def test_a_requeued_job_resumes_from_its_checkpoint(slurm, cli, tmp_path, tiny_r
     subprocess.run(["scontrol", "requeue", job_id], check=True)
     assert coordinator.wait(timeout=600) == 0, (tmp_path / "run.log").read_text()
     _assert_same_table(_table(cli, store, tmp_path / "slurm.csv"), expected)
-    def attempts() -> list[dict[str, str]]:  # the result is in before Slurm has finished the job
-        rows = [row for row in _history(since, {name}) if row["id"] == job_id]
-        return rows if rows[-1]["state"] == "COMPLETED" else []
-
-    assert [row["state"] for row in _wait_for("completed in accounting", attempts, timeout=60)] == ["REQUEUED", "COMPLETED"]
-    assert len(_history(since, set(expected["name"]))) == len(expected) + 1  # the requeue is the only second attempt
+    history = _final_history(since, set(expected["name"]))
+    assert [row["state"] for row in history if row["id"] == job_id] == ["REQUEUED", "COMPLETED"]  # one job id, run twice
+    assert len(history) == len(expected) + 1  # the requeue is the only second attempt
     log = json.loads((tmp_path / "run.log").read_text())
     assert log["failed"] == [] and name in log["trained"]
+
+
+def test_a_job_of_two_tasks_trains_its_run_with_ddp(slurm, cli, tmp_path, tiny_reference):
+    """Two tasks per job (one per GPU on a GPU cluster; gloo on CPU here): each run is one DDP job whose
+    losses match the one-process runs (to reduction-order rounding)."""
+    config, expected = tiny_reference
+    ddp = _config(tmp_path, config.read_text() + "[executor.slurm]\ntasks_per_node = 2\n")
+    result = cli("sweep", "run", ddp, "--store", tmp_path / "RUNS.db", "--executor", "slurm", "--json")
+    assert result.code == 0, result.stderr
+    actual = _table(cli, tmp_path / "RUNS.db", tmp_path / "ddp.csv")
+    pd.testing.assert_frame_equal(actual[EXACT], expected[EXACT])
+    for column in ("loss", "teacher_loss"):
+        np.testing.assert_allclose(actual[column], expected[column], rtol=1e-4, equal_nan=True)
+    with RunStore(tmp_path / "RUNS.db") as s:
+        job_ids = [job.job_id for job in s.jobs().values()]
+    tasks = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "NTasks,AllocCPUS", *[f"-j{j}" for j in job_ids]], capture_output=True, text=True).stdout
+    assert {line.split("|")[1] for line in tasks.split()} == {"2"}  # both CPUs of the node, one per task

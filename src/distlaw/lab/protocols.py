@@ -120,6 +120,7 @@ class SlurmResources(BaseModel):
     time: int | str | None = None  # minutes, or Slurm's D-HH:MM:SS
     nodes: int | None = Field(default=None, ge=1)
     gpus_per_node: int | None = Field(default=None, ge=0)
+    tasks_per_node: int | None = Field(default=None, ge=1)  # processes of a run per node (DDP); default: one per GPU
     cpus_per_task: int | None = Field(default=None, ge=1)
     mem: str | None = Field(default=None, pattern=r"^\d+[KMGT]?$")  # per node, e.g. 16G
     constraint: str | None = None

@@ -11,6 +11,7 @@ re-attaches to them by their Slurm job ids (``attach``).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ from typing import Any
 
 import submitit
 from submitit.core.utils import pickle_load
-from submitit.helpers import Checkpointable
+from submitit.helpers import Checkpointable, TorchDistributedEnvironment
 
 from distlaw.errors import DistlawError
 from distlaw.lab.executors import Executor, Handle, Job, JobError, JobState, guarded
@@ -96,7 +97,7 @@ def sbatch_flags(res: SlurmResources) -> list[str]:
     """The request as sbatch command-line options (for ``--test-only``)."""
     options: dict[str, Any] = {
         "partition": res.partition, "account": res.account, "qos": res.qos, "time": None if res.time is None else minutes(res.time),
-        "nodes": res.nodes, "ntasks-per-node": max(1, res.gpus_per_node or 0), "gpus-per-node": res.gpus_per_node or None,
+        "nodes": res.nodes, "ntasks-per-node": tasks_per_node(res), "gpus-per-node": res.gpus_per_node or None,
         "cpus-per-task": res.cpus_per_task, "mem": res.mem, "constraint": res.constraint, **res.sbatch,
     }  # fmt: skip
     return [f"--{key}" if value == "" else f"--{key}={value}" for key, value in options.items() if value is not None]
@@ -131,11 +132,20 @@ def check_resources(resources: dict[str, SlurmResources]) -> dict[str, SlurmReso
     return checked
 
 
+def tasks_per_node(res: SlurmResources) -> int:
+    """Processes of one job per node: as asked, else one per GPU (at least one)."""
+    return res.tasks_per_node or max(1, res.gpus_per_node or 0)
+
+
 class SweepJob(Checkpointable):
-    """What each Slurm job runs: ``guarded`` as a submitit Checkpointable (requeued with the same
-    arguments on preemption or timeout)."""
+    """What each task of a Slurm job runs: ``guarded`` as a submitit Checkpointable (requeued with the
+    same arguments on preemption or timeout). With several tasks (one per GPU, on one or more nodes)
+    each joins the run's process group (DDP student, ``distlaw.lab.distributed``) from Slurm's task
+    layout, the first node's address as rendezvous; rank 0 writes the run folder."""
 
     def __call__(self, work: Any, progress: bool) -> dict[str, Any]:
+        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+            TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         return guarded(work, progress)
 
 
@@ -153,7 +163,7 @@ class SlurmExecutor(Executor):
             executor = submitit.SlurmExecutor(folder=self.folder, max_num_timeout=100)
             executor.update_parameters(
                 partition=res.partition, account=res.account, qos=res.qos, time=minutes(res.time or DEFAULT_MINUTES),
-                nodes=res.nodes or 1, ntasks_per_node=max(1, res.gpus_per_node or 0), gpus_per_node=res.gpus_per_node or None,
+                nodes=res.nodes or 1, ntasks_per_node=tasks_per_node(res), gpus_per_node=res.gpus_per_node or None,
                 cpus_per_task=res.cpus_per_task, mem=res.mem, constraint=res.constraint, additional_parameters=dict(res.sbatch),
             )  # fmt: skip
             self._executors[role] = executor
@@ -167,10 +177,10 @@ class SlurmExecutor(Executor):
             submitted = executor.submit(SweepJob(), job.work, False)
         except Exception as exc:  # sbatch refused the job (checked requests are not, unless the cluster changed)
             raise DistlawError(f"sbatch refused job {job.name}: {str(exc).strip().splitlines()[-1]}") from exc
-        return Handle(job.name, str(submitted.job_id), str(submitted.paths.stderr), submitted)
+        return self.attach(job.name, str(submitted.job_id), None)
 
     def attach(self, name: str, job_id: str, log: str | None) -> Handle:
-        job = submitit.SlurmJob(folder=self.folder, job_id=job_id)
+        job = submitit.SlurmJob(folder=self.folder, job_id=job_id)  # its first task: the one whose result counts
         return Handle(name, job_id, log or str(job.paths.stderr), job)
 
     def _refresh(self) -> None:
