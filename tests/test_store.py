@@ -129,3 +129,31 @@ def test_a_zombie_holder_counts_as_dead(store):
     assert store.get("teacher").interrupted
     assert store.claim("teacher", os.getpid())
     child.wait()
+
+
+def test_a_store_from_before_the_jobs_table_opens_and_gains_it(tmp_path):
+    from distlaw.store import SCHEMA
+
+    path = tmp_path / "old.db"
+    old_schema = SCHEMA.split("CREATE TABLE IF NOT EXISTS jobs")[0]
+    with sqlite3.connect(path) as db:
+        db.executescript(old_schema)
+    with RunStore(path) as s:
+        s.add_plan("sw", [PlannedRun(TEACHER, "p", "teacher")])
+    with sqlite3.connect(path) as db:  # as an older distlaw left it: no jobs table at all
+        db.execute("DROP TABLE jobs")
+    with RunStore(path) as s:
+        assert [r.name for r in s.records()] == ["teacher"] and s.jobs() == {}
+        s.record_job("teacher", "slurm", "17", "PENDING", "/logs/17_0_log.err")
+        s.update_job("teacher", "RUNNING", started=True)
+        job = s.jobs()["teacher"]
+        assert (job.job_id, job.state, job.log, job.ended_at) == ("17", "RUNNING", "/logs/17_0_log.err", None) and job.started_at
+        s.update_job("teacher", "COMPLETED", started=True, ended=True)
+        assert s.jobs()["teacher"].started_at == job.started_at and s.jobs()["teacher"].ended_at
+
+
+def test_adopt_takes_over_a_running_run_of_a_dead_coordinator_without_a_new_attempt(store):
+    assert not store.adopt("teacher", os.getpid())  # planned: nothing to adopt
+    store.claim("teacher", 2147483646)  # a pid that does not exist
+    assert store.adopt("teacher", os.getpid()) and store.get("teacher").attempts == 1
+    assert not store.adopt("teacher", 2147483645)  # now held by a live process (this one)
