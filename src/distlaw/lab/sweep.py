@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from distlaw.errors import DistlawError
@@ -135,12 +136,18 @@ def make_executor(kind: str, config: SweepConfig, store_path: str | os.PathLike[
         return LocalExecutor(sweep_workers(config, workers), progress)
     if kind != "slurm":
         raise DistlawError(f"unknown executor '{kind}' (expected local or slurm)")
+    slurm = _slurm_backend()
+    resources = slurm.check_resources({role: config.executor.slurm.for_role(role, overrides) for role in ROLES})
+    return slurm.SlurmExecutor(runs_dir_of(store_path) / SLURM_DIR, resources, workers or config.executor.slurm.max_jobs)
+
+
+def _slurm_backend() -> ModuleType:
+    """``distlaw.lab.executors.slurm``, or a one-line DistlawError where submitit is not installed."""
     try:
-        from distlaw.lab.executors.slurm import SlurmExecutor, check_resources
+        from distlaw.lab.executors import slurm
     except ImportError as exc:
         raise DistlawError(f"--executor slurm needs submitit ({exc}); pip install submitit") from None
-    resources = check_resources({role: config.executor.slurm.for_role(role, overrides) for role in ROLES})
-    return SlurmExecutor(runs_dir_of(store_path) / SLURM_DIR, resources, workers or config.executor.slurm.max_jobs)
+    return slurm
 
 
 @dataclass(frozen=True)
@@ -315,9 +322,7 @@ class _Coordinator:
 def cancel_sweep(config: SweepConfig, store_path: str | os.PathLike[str]) -> dict[str, str]:
     """Cancel the sweep's Slurm jobs still queued or running and record their runs failed (``cancelled``);
     returns run or build name -> Slurm job id."""
-    from distlaw.lab.executors.slurm import SlurmExecutor
-
-    executor = SlurmExecutor(runs_dir_of(store_path) / SLURM_DIR, {})
+    executor = _slurm_backend().SlurmExecutor(runs_dir_of(store_path) / SLURM_DIR, {})
     cancelled: dict[str, str] = {}
     with RunStore(store_path, create=False) as store:
         records = {r.name: r for r in store.records(config.name)}
