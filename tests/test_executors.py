@@ -89,14 +89,18 @@ class FakeCluster(Executor):
 
     kind = "fake"
     poll_s = 0.0
+    dependencies = True
 
     def __init__(self, queue: dict[str, Job], kill_on: frozenset[str] = frozenset()) -> None:
         self.queue, self.kill_on = queue, kill_on
         self.submitted: list[str] = []
         self.attached: list[str] = []
+        self.after: dict[str, list[str]] = {}  # job -> the jobs it was queued after
+        self.cancelled: list[str] = []
 
-    def submit(self, job: Job) -> Handle:
+    def submit(self, job: Job, after: tuple[Handle, ...] = ()) -> Handle:
         self.submitted.append(job.name)
+        self.after[job.name] = [h.name for h in after]
         job_id = str(len(self.queue) + 1)
         self.queue[job_id] = job
         return Handle(job.name, job_id, f"/logs/{job_id}.err", job)
@@ -110,7 +114,7 @@ class FakeCluster(Executor):
             return JobState("failed", "FAILED", error=str(exc))
 
     def cancel(self, handle: Handle) -> None:
-        raise AssertionError("nothing is cancelled here")
+        self.cancelled.append(handle.name)
 
     def attach(self, name: str, job_id: str, log: str | None) -> Handle:
         self.attached.append(name)
@@ -158,3 +162,30 @@ def test_a_failed_job_is_recorded_with_its_reason_and_blocks_its_students(tmp_pa
     assert outcome.failed == [bad] and len(outcome.blocked) == 2 and not set(outcome.blocked) & set(cluster.submitted)
     with RunStore(tmp_path / "RUNS.db") as s:
         assert s.get(bad).error == "RuntimeError: diverged" and s.jobs()[bad].state == "FAILED"
+
+
+def test_submit_and_exit_queues_each_job_after_its_needs_and_a_later_run_collects(tmp_path, monkeypatch):
+    bad = "sup-N6256-D125120"
+    monkeypatch.setattr(train, "train_run", FakeTrainer(fail={bad}))
+    store, queue = tmp_path / "RUNS.db", {}
+    first = FakeCluster(queue)
+    outcome = run_sweep(CONFIG, store, progress=False, executor=first, submit_only=True)
+    assert sorted(outcome.submitted) == sorted(first.submitted) and len(first.submitted) == 8 and not outcome.done
+    with RunStore(store) as s:
+        teachers = {r.name: r.teacher for r in s.records()}
+        assert s.counts()["running"] == 8
+    assert all(first.after[name] == ([teacher] if teacher else []) for name, teacher in teachers.items())
+    second = FakeCluster(queue)
+    collected = run_sweep(CONFIG, store, progress=False, executor=second)
+    students = sorted(name for name, teacher in teachers.items() if teacher == bad)
+    assert collected.failed == [bad] and sorted(collected.blocked) == sorted(second.cancelled) == students
+    assert not second.submitted and len(collected.done) == 5
+    with RunStore(store) as s:
+        assert all(s.get(name).status == "planned" and s.jobs()[name].state == "CANCELLED" for name in students)
+
+
+def test_submit_and_exit_needs_a_backend_with_dependencies(tmp_path):
+    from distlaw.lab.executors.local import LocalExecutor
+
+    with pytest.raises(DistlawError, match="--submit-and-exit needs"):
+        run_sweep(CONFIG, tmp_path / "RUNS.db", progress=False, executor=LocalExecutor(1), submit_only=True)

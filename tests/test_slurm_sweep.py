@@ -342,3 +342,23 @@ def test_a_job_of_two_tasks_trains_its_run_with_ddp(slurm, cli, tmp_path, tiny_r
         job_ids = [job.job_id for job in s.jobs().values()]
     tasks = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "NTasks,AllocCPUS", *[f"-j{j}" for j in job_ids]], capture_output=True, text=True).stdout
     assert {line.split("|")[1] for line in tasks.split()} == {"2"}  # both CPUs of the node, one per task
+
+
+def test_submit_and_exit_hands_the_dag_to_slurm_and_a_later_run_collects(slurm, cli, tmp_path, tiny_reference):
+    config, expected = tiny_reference
+    store = tmp_path / "RUNS.db"
+    since = _now()
+    submitted = cli("sweep", "run", config, "--store", store, "--executor", "slurm", "--submit-and-exit", "--json")
+    assert submitted.code == 0, submitted.stderr
+    assert sorted(submitted.json()["submitted"]) == sorted(expected["name"]) and not submitted.json()["trained"]
+    with RunStore(store) as s:
+        ids = {name: job.job_id for name, job in s.jobs().items()}
+    queue = subprocess.run(["squeue", "-h", "-o", "%i|%E"], capture_output=True, text=True, check=True).stdout
+    dependency = {line.split("|")[0]: line.split("|")[1] for line in queue.splitlines()}
+    students = [(name, teacher) for name, teacher in zip(expected["name"], expected["teacher"]) if isinstance(teacher, str)]
+    assert students and all(dependency[ids[name]].startswith(f"afterok:{ids[teacher]}") for name, teacher in students)  # after its teacher
+    collected = cli("sweep", "run", config, "--store", store, "--executor", "slurm", "--json")
+    assert collected.code == 0, collected.stderr
+    _assert_same_table(_table(cli, store, tmp_path / "slurm.csv"), expected)
+    history = _final_history(since, set(expected["name"]))
+    assert sorted(row["name"] for row in history) == sorted("distlaw-" + n for n in expected["name"])  # collected, not resubmitted

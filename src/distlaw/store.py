@@ -304,6 +304,11 @@ class RunStore:
             db.execute("UPDATE runs SET pid = ? WHERE name = ?", (pid, name))
         return True
 
+    def release(self, name: str) -> None:
+        """Put a ``running`` run back to ``planned`` (its job was cancelled before it could start)."""
+        with self._write() as db:
+            db.execute("UPDATE runs SET status = 'planned', pid = NULL WHERE name = ? AND status = 'running'", (name,))
+
     def finish(self, name: str, result: Mapping[str, Any]) -> None:
         """Record a finished run's result (the fields of ``RunResult``) and mark it ``done``."""
         values = {field: result.get(field) for field in RESULT_FIELDS}

@@ -155,6 +155,7 @@ def run(
     cpus_per_task: Annotated[Optional[int], typer.Option(min=1, help=SLURM_HELP, rich_help_panel="Slurm")] = None,
     mem: Annotated[Optional[str], typer.Option(help="Memory per node, e.g. 16G. " + SLURM_HELP, rich_help_panel="Slurm")] = None,
     constraint: Annotated[Optional[str], typer.Option(help=SLURM_HELP, rich_help_panel="Slurm")] = None,
+    submit_and_exit: Annotated[bool, typer.Option("--submit-and-exit", help="Submit the whole sweep, each job after the jobs it needs (Slurm afterok), and exit; run `sweep run` again later to collect the results.", rich_help_panel="Slurm")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Train every unfinished run of a sweep, teachers before their students.
@@ -168,7 +169,9 @@ def run(
     when what it needs is done, with the resources of [executor.slurm] in the config (per role:
     [executor.slurm.teacher], .student, .cache, .prune) and the options below on top; the requests are
     checked against the cluster before anything is submitted. This command stays the only writer of
-    the store; killed and run again, it re-attaches to the jobs still queued or running.
+    the store; killed and run again, it re-attaches to the jobs still queued or running. With
+    --submit-and-exit it queues every job after the jobs it needs (afterok) and exits at once; a later
+    `sweep run` collects the results (and cancels the jobs whose needs failed, as blocked).
 
     Examples:
 
@@ -205,18 +208,20 @@ def run(
                 loss = f"loss {record.loss:.4f} in {record.wall_time_s:.1f} s" if record and record.loss is not None else ""
                 console.print(f"[{finished}/{total}] {status} {name} {loss}", highlight=False, markup=False)
 
-        outcome = run_sweep(cfg, store, retry_failed=retry_failed, progress=not silent, on_finish=report, executor=backend)
+        outcome = run_sweep(cfg, store, retry_failed=retry_failed, progress=not silent, on_finish=report, executor=backend,
+                            submit_only=submit_and_exit)
     with RunStore(store, create=False) as s:
         counts = s.counts(cfg.name)
         rows = _record_rows(s, cfg.name)
     summary = {"sweep": cfg.name, "trained": outcome.done, "failed": outcome.failed, "skipped": len(outcome.skipped),
-               "blocked": outcome.blocked, "built": outcome.built, "counts": counts}
+               "blocked": outcome.blocked, "built": outcome.built, "submitted": outcome.submitted, "counts": counts}
     if json_output:
         print_json(summary)
     else:
         console.print(
             f"sweep {cfg.name}: trained {len(outcome.done)}, already done {len(outcome.skipped)}, "
-            f"failed {len(outcome.failed)}, blocked {len(outcome.blocked)}",
+            f"failed {len(outcome.failed)}, blocked {len(outcome.blocked)}"
+            + (f", submitted {len(outcome.submitted)} (run `distlaw sweep run` again to collect them)" if outcome.submitted else ""),
             highlight=False,
         )
         _print_errors(rows)

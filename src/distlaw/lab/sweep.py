@@ -116,6 +116,7 @@ class SweepOutcome:
     failed: list[str] = field(default_factory=list)  # failed now, or earlier and not retried
     skipped: list[str] = field(default_factory=list)  # finished before this call
     blocked: list[str] = field(default_factory=list)  # teacher not done, or held by another process
+    submitted: list[str] = field(default_factory=list)  # left queued or running (``submit_only``); a later run collects them
     built: list[str] = field(default_factory=list)  # shared builds made now (``cache:<dir>``, ``prune:<dir>``)
 
 
@@ -205,6 +206,7 @@ def run_sweep(
     progress: bool = True,
     on_finish: Callable[[str, str], None] | None = None,
     executor: Executor | None = None,
+    submit_only: bool = False,
 ) -> SweepOutcome:
     """Plan (idempotently) and train every unfinished run of the sweep, teachers before students.
 
@@ -217,9 +219,14 @@ def run_sweep(
     caches and pruned students that runs share are built once, after their source model
     (``distlaw.lab.shared``). ``on_finish(name, status)`` is called as each run or shared build
     (``cache:...``, ``prune:...``) ends (the CLI's progress).
+
+    ``submit_only``: hand the whole DAG to the backend (each job after its needs, e.g. Slurm's
+    ``afterok``) and return without waiting; a later ``run_sweep`` collects the results.
     """
     store_path = Path(store_path)
     executor = executor or make_executor("local", config, store_path, workers, progress)
+    if submit_only and not executor.dependencies:
+        raise DistlawError(f"--submit-and-exit needs a backend that queues jobs after their needs (--executor slurm), not {executor.kind}")
     plan_sweep(config, store_path)
     with RunStore(store_path) as store:
         records = store.records(config.name)
@@ -244,7 +251,9 @@ def run_sweep(
 
     try:
         with RunStore(store_path, create=False) as store:
-            _Coordinator(executor, store, status, settle, retry_failed).drive(pending)
+            coordinator = _Coordinator(executor, store, status, settle, retry_failed)
+            coordinator.submit_all(pending) if submit_only else coordinator.drive(pending)
+            outcome.submitted = [name for name in coordinator.running if not is_shared_job(name)]
     finally:
         executor.close()
     _settle_unreached(pending, store_path, settle)
@@ -273,6 +282,18 @@ class _Coordinator:
             if not self._poll():
                 time.sleep(self.executor.poll_s)
 
+    def submit_all(self, pending: list[_Job]) -> None:
+        """Submit every job whose needs are done or submitted, after those it needs; return without waiting."""
+        self._attach(pending)
+        self._poll()
+        submitted = True
+        while submitted:
+            submitted = False
+            for job in [j for j in pending if all(self.status[n] == "done" or n in self.running for n in j.needs)]:
+                pending.remove(job)
+                self._start(job, after=tuple(self.running[n][1] for n in job.needs if n in self.running))
+                submitted = True
+
     def _attach(self, pending: list[_Job]) -> None:
         """Follow again the jobs an earlier coordinator left queued or running (their runs still ``running``)."""
         jobs = self.store.jobs()
@@ -287,13 +308,13 @@ class _Coordinator:
                 pending.remove(job)
                 self.running[job.name] = (job, handle, row.state)
 
-    def _start(self, job: _Job) -> None:
+    def _start(self, job: _Job, after: tuple[Handle, ...] = ()) -> None:
         if job.is_run and not self.store.claim(job.name, os.getpid(), retry_failed=self.retry_failed):
             record = self.store.get(job.name)
             self.settle(job.name, "busy" if record is None or record.status == "running" else record.status)
             return
         try:
-            handle = self.executor.submit(job)
+            handle = self.executor.submit(job, after)
         except DistlawError as exc:
             self._end(job, JobState("failed", "REFUSED", error=str(exc)))
             return
@@ -304,6 +325,10 @@ class _Coordinator:
         """Record state changes and settle the jobs that ended; whether any did."""
         ended = False
         for name, (job, handle, last) in list(self.running.items()):
+            if any(self.status[n] in ("failed", "blocked") for n in job.needs):  # queued after a need that failed
+                self._unblock(job, handle)
+                ended = True
+                continue
             state = self.executor.state(handle)
             if state.native != last or state.ended:
                 self.store.update_job(name, state.native, started=state.state != "pending", ended=state.ended)
@@ -313,6 +338,15 @@ class _Coordinator:
                 self._end(job, state)
                 ended = True
         return ended
+
+    def _unblock(self, job: _Job, handle: Handle) -> None:
+        """Cancel a job submitted after a need that then failed (``submit_only``); its run is planned again, blocked."""
+        self.executor.cancel(handle)
+        self.store.update_job(job.name, "CANCELLED", ended=True)
+        del self.running[job.name]
+        if job.is_run:
+            self.store.release(job.name)
+        self.settle(job.name, "blocked")
 
     def _end(self, job: _Job, state: JobState) -> None:
         job.record(self.store, state)

@@ -57,15 +57,17 @@ class JobState:
 
 class Executor(ABC):
     """A backend. ``slots``: jobs in flight at once (None: as many as are ready); ``poll_s``: how
-    often the coordinator asks for states."""
+    often the coordinator asks for states; ``dependencies``: whether ``submit`` takes ``after``."""
 
     kind: str
     slots: int | None = None
     poll_s: float = 1.0
+    dependencies: bool = False
 
     @abstractmethod
-    def submit(self, job: Job) -> Handle:
-        """Start ``job`` (or queue it); never blocks on the job itself, except a backend that runs it in-process."""
+    def submit(self, job: Job, after: tuple[Handle, ...] = ()) -> Handle:
+        """Start ``job`` (or queue it), once the jobs ``after`` have ended well (only where ``dependencies``);
+        never blocks on the job itself, except a backend that runs it in-process."""
 
     @abstractmethod
     def state(self, handle: Handle) -> JobState:

@@ -24,7 +24,8 @@ class LocalExecutor(Executor):
         self.progress = progress
         self._pool: ProcessPoolExecutor | None = None  # started on the first job
 
-    def submit(self, job: Job) -> Handle:
+    def submit(self, job: Job, after: tuple[Handle, ...] = ()) -> Handle:
+        assert not after, "local jobs start when their needs are done"
         if self.slots != 1:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(self.slots, mp_context=multiprocessing.get_context("spawn"))

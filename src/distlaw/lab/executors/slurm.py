@@ -155,10 +155,12 @@ class SlurmExecutor(Executor):
 
     kind = "slurm"
     poll_s = 1.0
+    dependencies = True
 
     def __init__(self, folder: Path, resources: dict[str, SlurmResources], max_jobs: int | None = None) -> None:
         self.folder, self.slots = Path(folder), max_jobs
         self._executors: dict[str, Any] = {}
+        self._sbatch = {role: dict(res.sbatch) for role, res in resources.items()}
         for role, res in resources.items():
             executor = submitit.SlurmExecutor(folder=self.folder, max_num_timeout=100)
             executor.update_parameters(
@@ -170,9 +172,10 @@ class SlurmExecutor(Executor):
         self._last_refresh = 0.0
         self._completed_at: dict[str, float] = {}
 
-    def submit(self, job: Job) -> Handle:
+    def submit(self, job: Job, after: tuple[Handle, ...] = ()) -> Handle:
         executor = self._executors[job.role]
-        executor.update_parameters(job_name="distlaw-" + job.name.replace(":", "-"))
+        dependency = {"dependency": "afterok:" + ":".join(str(h.job_id) for h in after)} if after else {}
+        executor.update_parameters(job_name="distlaw-" + job.name.replace(":", "-"), additional_parameters={**self._sbatch[job.role], **dependency})
         try:
             submitted = executor.submit(SweepJob(), job.work, False)
         except Exception as exc:  # sbatch refused the job (checked requests are not, unless the cluster changed)
