@@ -311,3 +311,15 @@ def test_a_run_killed_while_writing_its_spec_can_still_resume(tmp_path):
     (run / "weights.bin").write_text("x")
     with pytest.raises(DistlawError, match="holds no run"):
         check_run_directory(run)
+
+
+def test_printed_paths_are_never_broken_across_lines(cli, tmp_path):
+    """A path longer than the console's 80 columns (off a terminal) is printed on one line."""
+    deep = tmp_path / ("a-folder-name-long-enough-to-pass-eighty-columns-" * 2)
+    deep.mkdir()
+    runs = deep / "runs.csv"
+    runs.write_text("kind,params,tokens,loss\nsupervised,1e8,2e9,3.0\nsupervised,1e9,2e10,2.5\n")
+    out = deep / "predicted.csv"
+    result = cli("predict", runs, "--out", out)
+    assert result.code == 0, result.stderr
+    assert str(out) in result.stdout.replace("\n", " ") and str(out) in result.stdout.splitlines()[-1]

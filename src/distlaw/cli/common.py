@@ -13,8 +13,10 @@ from rich.table import Table
 from distlaw.compute import size_warning
 from distlaw.io import to_jsonable
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a line (a path, a message) is never broken at the terminal's width, so that it can be
+# copied and parsed; tables still fit the width.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def print_json(obj: Any) -> None:
