@@ -17,11 +17,14 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 demo: setup
 	$(BIN)/distlaw demo
 
+# One test process per core (pytest-xdist): most tests use one core (threads are pinned).
+PYTEST := $(BIN)/python -m pytest -q -n $(shell nproc 2>/dev/null || echo 2) --dist loadgroup
+
 test: setup
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 bench: setup
 	for f in benchmarks/*.py; do $(BIN)/python $$f; done
