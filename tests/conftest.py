@@ -17,6 +17,23 @@ from hypothesis import settings
 
 # Epoch AI's points extracted from Chinchilla's Fig. 4 (Besiroglu et al. 2024), public data.
 CHINCHILLA_CSV = Path(__file__).resolve().parent / "data" / "chinchilla_epoch_svg_extracted.csv"
+# The smallest real sweep: 4 runs of 31-61 steps (the M = 20 baseline is the teacher itself), used
+# wherever a test needs a whole sweep to kill, restart or compare across executors.
+TINY_SWEEP = """
+name = "tiny"
+checkpoint_every = 10
+eval_tokens = 8192
+[model]
+aspect_ratio = 8
+head_dim = 8
+[[protocol]]
+type = "fixedm-fixedm"
+teachers = [6256]
+students = [6256]
+student_ratios = [20, 40]
+"""
+
+
 @dataclass
 class CliResult:
     code: int

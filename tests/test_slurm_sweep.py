@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import require_service
+from conftest import TINY_SWEEP, require_service
 from test_slurm_cluster import HINT, _node_up
 
 from distlaw.runs import read_runs
@@ -27,19 +27,7 @@ from distlaw.store import RunStore
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900)]
 
 MICRO = Path(__file__).resolve().parents[1] / "configs" / "micro.toml"
-TINY = """
-name = "tiny"
-checkpoint_every = 10
-eval_tokens = 8192
-[model]
-aspect_ratio = 8
-head_dim = 8
-[[protocol]]
-type = "fixedm-fixedm"
-teachers = [6256]
-students = [6256]
-student_ratios = [20, 40]
-"""  # 4 runs (the M = 20 baseline is the teacher): the teacher, then two students and a baseline of 31-61 steps
+TINY = TINY_SWEEP
 SHARED = """
 name = "shared"
 checkpoint_every = 1000

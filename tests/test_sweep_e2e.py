@@ -12,25 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY_SWEEP
 
 from distlaw.runs import read_runs
 from distlaw.store import RunStore
 
 MICRO = Path(__file__).resolve().parents[1] / "configs" / "micro.toml"
-KILL_CONFIG = """
-name = "kill"
-workers = 2
-checkpoint_every = 10
-eval_tokens = 8192
-[model]
-aspect_ratio = 8
-head_dim = 8
-[[protocol]]
-type = "fixedm-fixedm"
-teachers = [6256]
-students = [6256]
-student_ratios = [20, 40]
-"""  # 4 runs (the M = 20 baseline is the teacher): the teacher, then three runs of 31-61 steps
+KILL_CONFIG = "workers = 2\n" + TINY_SWEEP  # two workers, so that the kill reaches a pool
 EXACT = ["name", "kind", "params", "tokens", "teacher", "teacher_params", "teacher_tokens", "protocols", "flops"]
 
 
