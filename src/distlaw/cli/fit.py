@@ -11,6 +11,7 @@ import typer
 
 from distlaw.cli.common import console, err_console, fmt, print_json, print_warnings
 from distlaw.errors import DistlawError
+from distlaw.intervals import check_level
 
 LAW_CHOICES = ("supervised", "distillation", "both")
 GRID_CHOICES = ("paper", "epoch", "coarse")
@@ -90,8 +91,7 @@ def fit(
         raise DistlawError(f"--delta must be a positive number, got {delta:g}")
     if bootstrap < 0:
         raise DistlawError(f"--bootstrap must be >= 0, got {bootstrap}")
-    if not 0 < level < 1:
-        raise DistlawError(f"--level must be between 0 and 1, got {level:g}")
+    check_level(level)
     if out is not None:
         check_output_path(out, (".json",), "coefficients file")
     fixed = parse_fix(fix)

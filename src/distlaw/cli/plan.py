@@ -11,7 +11,7 @@ import typer
 from distlaw.cli.common import console, print_json, print_table, print_warnings
 from distlaw.errors import DistlawError
 from distlaw.figures import check_plot_path
-from distlaw.intervals import NO_INTERVAL
+from distlaw.intervals import NO_INTERVAL, check_level
 from distlaw.laws import DEFAULT_PRESET, PRESETS, Coefficients, load_coefficients
 from distlaw.laws.domain import recorded_warnings, short_number
 from distlaw.planning.planner import ExistingTeacher
@@ -241,8 +241,7 @@ def plan(
     scenarios = parse_scenarios(scenario)
     if flops not in ("paper", "simple"):
         raise DistlawError(f"--flops must be 'paper' or 'simple', got '{flops}'")
-    if not 0 < level < 1:
-        raise DistlawError(f"--level must be between 0 and 1, got {level:g}")
+    check_level(level)
     if plot is not None:
         check_plot_path(plot)
     teacher = None

@@ -19,7 +19,7 @@ from distlaw.capacity import capacity_figure, capacity_gap
 from distlaw.errors import DistlawError
 from distlaw.findings import best_teachers, distillation_gains
 from distlaw.figures import format_number
-from distlaw.intervals import NO_INTERVAL
+from distlaw.intervals import NO_INTERVAL, check_level
 from distlaw.laws import PRESETS, Coefficients, load_coefficients
 from distlaw.report.html import Report
 from distlaw.report.plots import parity_figure, student_teacher_figure, supervised_fit_figure
@@ -78,8 +78,7 @@ def check_interval_options(bootstrap: int, level: float) -> None:
     """Refuse a negative number of bootstrap resamples or a confidence level outside (0, 1)."""
     if bootstrap < 0:
         raise DistlawError(f"--bootstrap must be >= 0, got {bootstrap}")
-    if not 0 < level < 1:
-        raise DistlawError(f"--level must be between 0 and 1, got {level:g}")
+    check_level(level)
 
 
 def check_fit_options(grid: str, bootstrap: int, level: float) -> None:
