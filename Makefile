@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # On machines without CUDA, pin the CPU build of torch (a bare `torch` pulls a multi-GB CUDA build).
 CONSTRAINTS := $(shell command -v nvidia-smi >/dev/null 2>&1 || echo "-c constraints-cpu.txt")
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-all bench clean
 
 setup: $(VENV)/.installed
 
@@ -20,11 +20,14 @@ demo: setup
 # One test process per core (pytest-xdist): most tests use one core (threads are pinned).
 PYTEST := $(BIN)/python -m pytest -q -n $(shell nproc 2>/dev/null || echo 2) --dist loadgroup
 
-test: setup
-	$(PYTEST)
+# Locally `make test` leaves out the tests marked slow; under CI=true (.ci/run) it runs them all.
+SLOW := $(if $(filter true 1 yes,$(CI)),,-m "not slow")
 
-test-fast: setup
-	$(PYTEST) -m "not slow"
+test: setup
+	$(PYTEST) $(SLOW)
+
+test-all: setup
+	$(PYTEST)
 
 bench: setup
 	for f in benchmarks/*.py; do $(BIN)/python $$f; done

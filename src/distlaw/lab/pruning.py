@@ -40,10 +40,10 @@ from distlaw.lab import distributed
 from distlaw.lab.checks import check_checkpoint, check_new_directory
 from distlaw.lab.config import DataConfig
 from distlaw.lab.data import prepare_data, window_ids
+from distlaw.lab.export import save_checkpoint
 from distlaw.lab.pruned import FORMAT, RECORD, pruned_shape
 from distlaw.lab.model import check_vocabulary, count_params, llama_config, load_model, shape_of
 from distlaw.lab.runtime import autocast, cpu_threads, progress_bar
-from distlaw.lab.tokenizer import save_tokenizer
 
 COPIED_CONFIG = ("hidden_act", "rms_norm_eps", "rope_parameters", "bos_token_id", "eos_token_id", "pad_token_id")
 
@@ -259,7 +259,6 @@ def prune_checkpoint(
             "calibration_tokens": n * seq_len,
         }
         with atomic_directory(out, done_marker=RECORD) as tmp:  # losing a race to an identical build is not an error
-            student.save_pretrained(tmp)
-            save_tokenizer(data.tokenizer, tmp)
+            save_checkpoint(student, data.tokenizer, tmp, {"pruning": record})
             (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
         return record

@@ -30,11 +30,11 @@ from distlaw.lab import distributed
 from distlaw.lab.checks import RESULT, RESUME, SPEC, check_run_directory, spec_differences
 from distlaw.lab.config import OptimConfig, RunSpec, default_cache
 from distlaw.lab.data import TokenData, prepare_data, window_ids
+from distlaw.lab.export import save_checkpoint
 from distlaw.lab.losses import Teacher, check_options, objective
 from distlaw.lab.model import build_model, check_vocabulary, count_params, load_model, shape_of
 from distlaw.lab.runtime import autocast, check_memory, cpu_threads, evaluate, progress_bar
 from distlaw.lab.teacher_cache import TeacherCache
-from distlaw.lab.tokenizer import save_tokenizer
 
 class RunResult(BaseModel):
     """What one run measured; the row a runs table gets (losses in nats/token on held-out tokens)."""
@@ -290,8 +290,7 @@ def _train(spec: RunSpec, run_dir: Path, ctx: distributed.Context, start_time: f
         requested_params=requested_params,
     )
     if ctx.main:
-        model.save_pretrained(run_dir)
-        save_tokenizer(data.tokenizer, run_dir)
+        save_checkpoint(model, data.tokenizer, run_dir, {"spec": spec.model_dump(mode="json"), "result": result.model_dump(mode="json")})
         write_json(result.model_dump(mode="json"), run_dir / RESULT)
         (run_dir / RESUME).unlink(missing_ok=True)
     distributed.barrier(ctx)
