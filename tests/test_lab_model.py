@@ -5,7 +5,8 @@ import torch
 
 from distlaw.compute import ModelShape
 from distlaw.errors import DistlawError
-from distlaw.lab.model import build_model, count_params, load_model, shape_of
+from distlaw.lab.families import count_params
+from distlaw.lab.model import build_model, load_model, shape_of
 
 
 @pytest.mark.parametrize(

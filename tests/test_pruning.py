@@ -17,7 +17,8 @@ from distlaw.errors import DistlawError
 from distlaw.lab import corpus
 from distlaw.lab.config import DataConfig, OptimConfig, RunSpec
 from distlaw.lab.data import prepare_data, window_ids
-from distlaw.lab.model import build_model, count_params, load_model, shape_of
+from distlaw.lab.families import count_params
+from distlaw.lab.model import build_model, load_model, shape_of
 from distlaw.lab.pruning import Importance, importance_scores, next_token_loss, prune_checkpoint, prune_model, pruned_shape
 from distlaw.lab.runtime import window_losses
 from distlaw.lab.train import train_run

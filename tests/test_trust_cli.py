@@ -217,7 +217,8 @@ def test_train_says_what_it_built_and_warns_past_ten_percent(cli, tmp_path, smal
 
 
 def test_prune_says_what_it_built(cli, tmp_path, small):
-    from distlaw.lab.model import build_model, count_params, load_model
+    from distlaw.lab.families import count_params
+    from distlaw.lab.model import build_model, load_model
 
     teacher = tmp_path / "teacher"  # 2 layers x 32: 24,672 non-embedding parameters
     build_model(ModelShape.from_dims(2, 32, n_ctx=32, vocab_size=256, head_dim=8), 0).save_pretrained(teacher)

@@ -176,7 +176,8 @@ def evaluate_checkpoint(
     """Load a local HF causal-LM checkpoint with its tokenizer and score it on ``items``; a device
     this machine lacks is a DistlawError before the model is loaded."""
     from distlaw.lab.distributed import default_device
-    from distlaw.lab.model import count_params, load_model
+    from distlaw.lab.families import count_params
+    from distlaw.lab.model import load_model
 
     model = load_model(checkpoint, device=default_device(device))
     tokenizer = load_tokenizer(checkpoint)

@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from distlaw.compute import ModelShape
 from distlaw.errors import DistlawError
+from distlaw.lab import families
 from distlaw.lab.tokenizer import load_tokenizer_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -60,32 +60,8 @@ def build_model(shape: ModelShape, seed: int) -> LlamaForCausalLM:
 
 
 def shape_of(model: PreTrainedModel) -> ModelShape:
-    """The ``ModelShape`` of a loaded decoder (for FLOP accounting of arbitrary teachers)."""
-    cfg = model.config
-    try:
-        kv_heads = getattr(cfg, "num_key_value_heads", None)
-        head_dim = getattr(cfg, "head_dim", None)
-        return ModelShape(
-            n_layers=cfg.num_hidden_layers,
-            d_model=cfg.hidden_size,
-            n_heads=cfg.num_attention_heads,
-            d_ff=getattr(cfg, "intermediate_size", None) or 4 * cfg.hidden_size,
-            n_kv_heads=None if kv_heads in (None, cfg.num_attention_heads) else kv_heads,
-            vocab_size=cfg.vocab_size,
-            n_ctx=getattr(cfg, "max_position_embeddings", None) or 2048,
-            attention_head_dim=None if head_dim in (None, cfg.hidden_size // cfg.num_attention_heads) else head_dim,
-        )
-    except AttributeError as exc:
-        raise DistlawError(f"{cfg.name_or_path}: not a decoder-only transformer config ({exc})") from exc
-
-
-def count_params(model: nn.Module) -> tuple[int, int]:
-    """(non-embedding, total) parameters counted on the module itself: everything except the
-    input embedding and the output head is non-embedding (the N of the laws)."""
-    total = sum(p.numel() for p in model.parameters())
-    embedding = {id(p) for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None for p in m.parameters()}
-    non_embedding = sum(p.numel() for p in model.parameters() if id(p) not in embedding)
-    return non_embedding, total
+    """The ``ModelShape`` of a loaded decoder of any family (for FLOP accounting of arbitrary teachers)."""
+    return families.shape_of(model.config)
 
 
 def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> PreTrainedModel:

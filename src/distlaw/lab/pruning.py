@@ -42,7 +42,8 @@ from distlaw.lab.config import DataConfig
 from distlaw.lab.data import prepare_data, window_ids
 from distlaw.lab.export import save_checkpoint
 from distlaw.lab.pruned import FORMAT, RECORD, pruned_shape
-from distlaw.lab.model import check_vocabulary, count_params, llama_config, load_model, shape_of
+from distlaw.lab.families import count_params
+from distlaw.lab.model import check_vocabulary, llama_config, load_model, shape_of
 from distlaw.lab.runtime import autocast, cpu_threads, progress_bar
 
 COPIED_CONFIG = ("hidden_act", "rms_norm_eps", "rope_parameters", "bos_token_id", "eos_token_id", "pad_token_id")

@@ -32,7 +32,8 @@ from distlaw.lab.checks import CACHE_FORMAT, MANIFEST, check_cache_options, chec
 from distlaw.lab.config import DataConfig, RunSpec
 from distlaw.lab.data import TokenData, prepare_data, window_ids
 from distlaw.lab.losses import Teacher
-from distlaw.lab.model import check_vocabulary, count_params, load_model, shape_of
+from distlaw.lab.families import count_params
+from distlaw.lab.model import check_vocabulary, load_model, shape_of
 from distlaw.lab.runtime import autocast, cpu_threads, progress_bar, window_losses
 
 VAL_FILE = "teacher_val.safetensors"

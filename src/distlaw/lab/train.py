@@ -32,7 +32,8 @@ from distlaw.lab.config import OptimConfig, RunSpec, default_cache
 from distlaw.lab.data import TokenData, prepare_data, window_ids
 from distlaw.lab.export import save_checkpoint
 from distlaw.lab.losses import Teacher, check_options, objective
-from distlaw.lab.model import build_model, check_vocabulary, count_params, load_model, shape_of
+from distlaw.lab.families import count_params
+from distlaw.lab.model import build_model, check_vocabulary, load_model, shape_of
 from distlaw.lab.runtime import autocast, check_memory, cpu_threads, evaluate, progress_bar
 from distlaw.lab.teacher_cache import TeacherCache
 
