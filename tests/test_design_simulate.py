@@ -76,3 +76,19 @@ def test_spread_grows_with_the_noise_and_is_centred_on_the_truth():
 def test_flops_count_training_and_online_teacher_inference():
     p = Pilot(np.array([1e8, 2e8]), np.array([2e9, 4e9]), np.array([5e7]), np.array([1e9]), np.array([1]))
     assert p.flops() == pytest.approx(6 * (1e8 * 2e9 + 2e8 * 4e9) + (6 * 5e7 + 2 * 2e8) * 1e9)
+
+
+def test_layouts_spend_the_budget_and_respect_the_cap():
+    from distlaw.design.layouts import TEACHER_RATIO, candidates, log_uniform_grid
+
+    budget = 1e21
+    layouts = candidates(budget, max_params=1e10)
+    assert len(layouts) >= 20
+    for layout in layouts:
+        pilot = layout.pilot()
+        assert pilot.flops() == pytest.approx(budget, rel=1e-9)
+        teachers = np.unique(pilot.dist_teacher)
+        assert np.allclose(pilot.sup_tokens[teachers] / pilot.sup_params[teachers], TEACHER_RATIO)
+        assert (pilot.dist_params < pilot.sup_params[pilot.dist_teacher]).all()
+    capped = log_uniform_grid(budget, max_params=1e8)
+    assert capped.sizes.max() == pytest.approx(1e8) and capped.pilot().flops() < budget
