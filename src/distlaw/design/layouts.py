@@ -2,9 +2,6 @@
 al. 2025, Sec. 4.1 (3)) with its knobs free: how many sizes over what span, which tokens-per-parameter
 ratios, how many teachers and which student ratios. Each layout is scaled to spend the budget: sizes and
 tokens both grow by s, so cost grows by s^2 and s = sqrt(budget / cost at s = 1).
-
-A layout is also what the lab runs: :meth:`Layout.sweep_config` writes it as a sweep config (supervised
-runs as ``fixedm-fixedm`` baselines and teachers, distilled students from every teacher).
 """
 
 from __future__ import annotations
