@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import pandas as pd
 import typer
 
-from distlaw.cli.common import console, print_json, print_table
+from distlaw.cli.common import console, print_json, print_table, print_warnings
 from distlaw.errors import DistlawError
 from distlaw.intervals import check_level, short_note
 from distlaw.io import TABLE_SUFFIXES, check_output_path
@@ -292,6 +292,68 @@ def evaluate(
         print_json({"reduction": reduction, "models": table.to_dict(orient="records")})
         return
     print_table(f"{task} ({len(items)} items, loss per {'answer token' if reduction == 'token' else 'answer'})", list(table.columns), table.values.tolist())
+
+
+@density_app.command("import-lm-eval")
+def import_lm_eval(
+    results: Annotated[list[Path], typer.Argument(help="lm-eval results files (results_*.json), or folders of them (lm-eval's --output_path).", show_default=False)],
+    metric: Annotated[str, typer.Option("--metric", "-m", help="The metric key as lm-eval writes it, 'metric,filter': acc,none, acc_norm,none, exact_match,strict-match.", show_default=False)],
+    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Keep this task or group (repeatable; default: every entry with a metric).")] = None,
+    params: Annotated[Optional[list[str]], typer.Option("--params", "-n", help="MODEL=N: the model's non-embedding parameters, over lm-eval's count (repeatable).")] = None,
+    losses: Annotated[Optional[Path], typer.Option("--losses", help="Losses table (model, params, tokens, loss; e.g. `density eval` output): join it to make a reference table for `density fit`.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the score table (.csv/.parquet).")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Read lm-evaluation-harness results into the score table of `density score` (and, with --losses, of `density fit`).
+
+    One row per file and task: model, params, score, score_stderr, task, metric, n_shot, file, params_source.
+
+    model: config.model_args' pretrained= (or peft=, delta=, model=, path=, engine=, in lm-eval's order), else the file's model_name.
+
+    params: config.model_num_parameters, which lm-eval counts over every parameter, embeddings and output head included; density tables mean non-embedding N, so give --params MODEL=N where you know it (a model lm-eval did not count needs it). A "warning:" line names the models whose params are lm-eval's.
+
+    score: results[task][METRIC] (or groups[task][METRIC]); stderr "N/A" is blank. Files written before lm-eval had filters answer METRIC,none with METRIC. A task without the metric, or a malformed file, is one line and exit 2, with nothing written.
+
+    With --losses (one task), the rows are the losses table's, matched by model name or by the last part of lm-eval's model path, each with its lm-eval score (blank where it has none: such rows feed the loss fit only), and the losses table's params.
+
+    Examples:
+
+      distlaw density import-lm-eval lm-eval-out/ --metric acc,none --task hellaswag --out scores.csv
+
+      distlaw density import-lm-eval results_*.json -m acc_norm,none -t arc_easy --params my-student=2.1e7 --json
+
+      distlaw density import-lm-eval ref-results/ -m acc,none -t arc_easy --losses reference-losses.csv --out reference.csv
+    """
+    from distlaw.density.lm_eval import import_results, join_losses, params_warning, parse_params, read_results, results_files
+
+    if out is not None:
+        check_output_path(out, TABLE_SUFFIXES, "score table")
+    if not metric.strip():
+        raise DistlawError("--metric: give the metric key as lm-eval writes it, e.g. acc,none")
+    overrides = parse_params(params or [])
+    files = [read_results(path) for path in results_files(results)]
+    table, warnings = import_results(files, metric, task, overrides)
+    if table.empty:
+        raise DistlawError(f"{', '.join(str(f.path) for f in files)}: no task has any metric")
+    if losses is not None:
+        table = join_losses(table, losses)
+    print_warnings(warnings + params_warning(table))
+    if out is not None:
+        from distlaw.io import write_table
+
+        write_table(table, out)
+    if json_output:
+        print_json({"metric": metric, "rows": table.astype(object).where(table.notna(), None).to_dict(orient="records")})
+        return
+    columns = ["model", "task", "score", "score_stderr", "params", *(["tokens", "loss"] if losses is not None else []), "n_shot"]
+    print_table(f"lm-eval {metric}", columns, [[_cell(row[c]) for c in columns] for _, row in table.iterrows()])
+    if out is not None:
+        console.print(f"wrote {out}")
+
+
+def _cell(value: object) -> object:
+    """Blank for a missing value (None, NaN), the value otherwise."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 def register(app: typer.Typer) -> None:
