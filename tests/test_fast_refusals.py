@@ -86,6 +86,10 @@ CASES = {
     "sweep plan: store is a folder": ["sweep", "plan", "micro", "--store", "empty"],
     "sweep run: no such config": ["sweep", "run", "nowhere.toml", "--store", "s.db"],
     "sweep run: zero workers": ["sweep", "run", "micro", "--store", "s.db", "--workers", "0"],
+    "train: --like folder without config.json": ["train", "--params", "5e3", "--tokens", "1e4", "--out", "x", "--like", "empty"],
+    "train: unknown --family": ["train", "--params", "5e3", "--tokens", "1e4", "--out", "x", "--family", "bert"],
+    "distill: --like with --family": ["distill", "--params", "5e3", "--tokens", "1e4", "--teacher", "teacher", "--like", "teacher",
+                                      "--family", "gpt2", "--out", "x"],
 }
 
 

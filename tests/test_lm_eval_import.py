@@ -133,7 +133,7 @@ def test_current_layout_gives_the_score_table(cli, tmp_path, current):
 
 
 def test_a_folder_stands_for_its_results_files_and_params_override(cli, tmp_path, current):
-    r = cli("density", "import-lm-eval", tmp_path / "out", "-m", "acc_norm,none", "-t", "arc_easy",
+    r = cli("density", "import-lm-eval", tmp_path / "out", "-m", "acc_norm,none", "--task", "arc_easy",
             "--params", "EleutherAI/pythia-160m=85056000", "--params", "runs/kd-student=1.3e9", "--json")
     assert r.code == 0, r.stderr
     rows = r.json()["rows"]
@@ -154,10 +154,10 @@ def test_every_task_by_default_skips_group_headers(cli, tmp_path, current):
 
 def test_older_layout_with_na_stderr_and_string_model_args(cli, tmp_path):
     old = write(tmp_path / "old" / "results.json", older_file("pretrained=EleutherAI/pythia-410m,dtype=float32,trust_remote_code=True", 0.4047))
-    r = cli("density", "import-lm-eval", old, "-m", "acc,none", "-t", "hellaswag")
+    r = cli("density", "import-lm-eval", old, "-m", "acc,none", "--task", "hellaswag")
     one_line_error(r, f"{old}: no config.model_num_parameters for model EleutherAI/pythia-410m (give its non-embedding parameters: "
                       "--params EleutherAI/pythia-410m=N)")
-    r = cli("density", "import-lm-eval", old, "-m", "acc,none", "-t", "hellaswag", "-t", "lambada_openai",
+    r = cli("density", "import-lm-eval", old, "-m", "acc,none", "--task", "hellaswag", "--task", "lambada_openai",
             "--params", "EleutherAI/pythia-410m=3.02e8", "--json")
     assert r.code == 0, r.stderr
     hella, lambada = r.json()["rows"]
@@ -181,7 +181,7 @@ def test_a_lower_is_better_metric_is_warned_about(cli, tmp_path):
     data = current_file("m", 1000, SCORES_A)
     data["results"]["hellaswag"]["perplexity,none"] = 12.0
     data["higher_is_better"]["hellaswag"]["perplexity"] = False
-    r = cli("density", "import-lm-eval", write(tmp_path / "r.json", data), "-m", "perplexity,none", "-t", "hellaswag", "--params", "m=900")
+    r = cli("density", "import-lm-eval", write(tmp_path / "r.json", data), "-m", "perplexity,none", "--task", "hellaswag", "--params", "m=900")
     assert r.code == 0, r.stderr
     assert "warning: lm-eval marks perplexity,none lower-is-better for task hellaswag" in r.stderr
 
@@ -197,7 +197,7 @@ def test_the_table_feeds_density_score(cli, tmp_path):
         files.append(write(tmp_path / f"results_{i}.json", current_file(name, 10 * (i + 1), {**SCORES_A, "hellaswag": score})))
     scores, densities = tmp_path / "scores.csv", tmp_path / "densities.csv"
     args = [f"--params={name}={n / 4:g}" for name, n in effective.items()]
-    r = cli("density", "import-lm-eval", *files, "-m", "acc,none", "-t", "hellaswag", *args, "-o", scores)
+    r = cli("density", "import-lm-eval", *files, "-m", "acc,none", "--task", "hellaswag", *args, "-o", scores)
     assert r.code == 0, r.stderr
     r = cli("density", "score", scores, "-c", coefficients, "--out", densities)
     assert r.code == 0, r.stderr
@@ -220,7 +220,7 @@ def test_with_losses_the_table_feeds_density_fit(cli, tmp_path):
     files = [write(tmp_path / "lm-eval" / name / "results_2026.json", current_file(f"/data/runs/{name}", 10**9, {**SCORES_A, "arc_easy": s}))
              for name, s in zip(names, score)]
     reference, fitted = tmp_path / "reference.csv", tmp_path / "density.json"
-    r = cli("density", "import-lm-eval", tmp_path / "lm-eval", "-m", "acc,none", "-t", "arc_easy", "--losses", losses, "--out", reference)
+    r = cli("density", "import-lm-eval", tmp_path / "lm-eval", "-m", "acc,none", "--task", "arc_easy", "--losses", losses, "--out", reference)
     assert r.code == 0, r.stderr
     assert "warning" not in r.stderr  # the losses table's (non-embedding) params replaced lm-eval's
     table = pd.read_csv(reference)
@@ -239,7 +239,7 @@ def test_with_losses_the_table_feeds_density_fit(cli, tmp_path):
 def test_losses_join_by_name_or_folder_and_params_override(cli, tmp_path, current):
     losses = tmp_path / "losses.parquet"
     pd.DataFrame({"model": ["runs/kd-student", "pythia-160m"], "params": [1.2e9, 8.5e7], "tokens": [2e10, 3e11], "loss": [1.9, 2.4]}).to_parquet(losses)
-    r = cli("density", "import-lm-eval", *current, "-m", "acc,none", "-t", "hellaswag", "--losses", losses,
+    r = cli("density", "import-lm-eval", *current, "-m", "acc,none", "--task", "hellaswag", "--losses", losses,
             "--params", "runs/kd-student=1.1e9", "--json")
     assert r.code == 0, r.stderr
     rows = {row["model"]: row for row in r.json()["rows"]}
@@ -254,9 +254,9 @@ def test_losses_join_by_name_or_folder_and_params_override(cli, tmp_path, curren
 def test_losses_need_one_task_and_every_scored_model(cli, tmp_path, current):
     losses = tmp_path / "losses.csv"
     pd.DataFrame({"model": ["pythia-160m"], "params": [8.5e7], "tokens": [3e11], "loss": [2.1]}).to_csv(losses, index=False)
-    one_line_error(cli("density", "import-lm-eval", *current, "-m", "acc,none", "-t", "hellaswag", "-t", "arc_easy", "--losses", losses),
+    one_line_error(cli("density", "import-lm-eval", *current, "-m", "acc,none", "--task", "hellaswag", "--task", "arc_easy", "--losses", losses),
                    "--losses makes a reference table for one benchmark; pick its task with --task (found: arc_easy, hellaswag)")
-    one_line_error(cli("density", "import-lm-eval", *current, "-m", "acc,none", "-t", "hellaswag", "--losses", losses),
+    one_line_error(cli("density", "import-lm-eval", *current, "-m", "acc,none", "--task", "hellaswag", "--losses", losses),
                    f"{current[1]}: model runs/kd-student is not in {losses} (its models: pythia-160m)")
 
 
@@ -298,11 +298,11 @@ def test_malformed_files_are_one_line_and_write_nothing(cli, tmp_path, content, 
 
 def test_bad_requests_are_one_line(cli, tmp_path, current):
     args = ("density", "import-lm-eval", *current, "-m", "acc,none")
-    one_line_error(cli(*args, "-t", "hellaswag", "-t", "piqa"), "--task piqa: in none of the files (their tasks: arc_easy, hellaswag, mmlu, ")
+    one_line_error(cli(*args, "--task", "hellaswag", "--task", "piqa"), "--task piqa: in none of the files (their tasks: arc_easy, hellaswag, mmlu, ")
     one_line_error(cli(*args, "--params", "pythia=1e8"), "--params pythia=...: no results file is for model pythia (models: EleutherAI/pythia-160m, runs/kd-student)")
     one_line_error(cli(*args, "--params", "EleutherAI/pythia-160m=-3"), "--params 'EleutherAI/pythia-160m=-3': expected MODEL=N")
     one_line_error(cli(*args, "--params", "1e8"), "expected MODEL=N")
-    one_line_error(cli(*args, current[0], "-t", "hellaswag"), f"model EleutherAI/pythia-160m, task hellaswag: in both {current[0]} and {current[0]}")
+    one_line_error(cli(*args, current[0], "--task", "hellaswag"), f"model EleutherAI/pythia-160m, task hellaswag: in both {current[0]} and {current[0]}")
     one_line_error(cli(*args, "--out", tmp_path / "scores.txt"), "must end in .csv, .parquet")
     one_line_error(cli(*args, "--out", tmp_path / "nowhere" / "scores.csv"), "does not exist")
     one_line_error(cli("density", "import-lm-eval", tmp_path / "missing.json", "-m", "acc,none"), "missing.json: no such file")

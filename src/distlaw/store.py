@@ -253,7 +253,7 @@ class RunStore:
                             spec.model_dump_json(),
                             spec.shape.n_layers,
                             spec.shape.d_model,
-                            spec.shape.non_embedding_params,
+                            spec.non_embedding_params,
                             spec.tokens,
                             now,
                         ),

@@ -29,7 +29,8 @@ density_app = typer.Typer(
         "model's score, divided by the model's own.\n\n"
         "Workflow: `density eval` scores checkpoints on a task file, `density fit` fits the two-step "
         "law on reference models, `density score` turns scores into effective sizes and densities, "
-        "`density trend` fits the densing law's doubling time over dated models."
+        "`density trend` fits the densing law's doubling time over dated models; `density import-lm-eval` "
+        "turns lm-evaluation-harness result files into the tables of `density score` and `density fit`."
     ),
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -298,7 +299,7 @@ def evaluate(
 def import_lm_eval(
     results: Annotated[list[Path], typer.Argument(help="lm-eval results files (results_*.json), or folders of them (lm-eval's --output_path).", show_default=False)],
     metric: Annotated[str, typer.Option("--metric", "-m", help="The metric key as lm-eval writes it, 'metric,filter': acc,none, acc_norm,none, exact_match,strict-match.", show_default=False)],
-    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Keep this task or group (repeatable; default: every entry with a metric).")] = None,
+    task: Annotated[Optional[list[str]], typer.Option("--task", help="Keep this task or group (repeatable; default: every entry with a metric).")] = None,
     params: Annotated[Optional[list[str]], typer.Option("--params", "-n", help="MODEL=N: the model's non-embedding parameters, over lm-eval's count (repeatable).")] = None,
     losses: Annotated[Optional[Path], typer.Option("--losses", help="Losses table (model, params, tokens, loss; e.g. `density eval` output): join it to make a reference table for `density fit`.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the score table (.csv/.parquet).")] = None,
@@ -312,7 +313,7 @@ def import_lm_eval(
 
     params: config.model_num_parameters, which lm-eval counts over every parameter, embeddings and output head included; density tables mean non-embedding N, so give --params MODEL=N where you know it (a model lm-eval did not count needs it). A "warning:" line names the models whose params are lm-eval's.
 
-    score: results[task][METRIC] (or groups[task][METRIC]); stderr "N/A" is blank. Files written before lm-eval had filters answer METRIC,none with METRIC. A task without the metric, or a malformed file, is one line and exit 2, with nothing written.
+    score: the value of METRIC in the task's entry of "results" (or "groups"); its stderr is blank where lm-eval wrote "N/A". Files written before lm-eval had filters answer METRIC,none with METRIC. A task without the metric, or a malformed file, is one line and exit 2, with nothing written.
 
     With --losses (one task), the rows are the losses table's, matched by model name or by the last part of lm-eval's model path, each with its lm-eval score (blank where it has none: such rows feed the loss fit only), and the losses table's params.
 
@@ -320,9 +321,9 @@ def import_lm_eval(
 
       distlaw density import-lm-eval lm-eval-out/ --metric acc,none --task hellaswag --out scores.csv
 
-      distlaw density import-lm-eval results_*.json -m acc_norm,none -t arc_easy --params my-student=2.1e7 --json
+      distlaw density import-lm-eval results_*.json -m acc_norm,none --task arc_easy --params my-student=2.1e7 --json
 
-      distlaw density import-lm-eval ref-results/ -m acc,none -t arc_easy --losses reference-losses.csv --out reference.csv
+      distlaw density import-lm-eval ref-results/ -m acc,none --task arc_easy --losses reference-losses.csv --out reference.csv
     """
     from distlaw.density.lm_eval import import_results, join_losses, params_warning, parse_params, read_results, results_files
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from distlaw.cli.common import console, print_json, print_table, warn_size
 from distlaw.compute import ModelShape, size_note
+from distlaw.lab.architectures import Sizer
 from distlaw.errors import DistlawError
 
 if TYPE_CHECKING:
@@ -26,7 +27,9 @@ AspectOption = Annotated[int, typer.Option("--aspect-ratio", min=1, help="d_mode
 HeadDimOption = Annotated[int, typer.Option("--head-dim", min=1, help="Attention head width (the paper uses 64).")]
 TokensOption = Annotated[float, typer.Option("--tokens", "-d", help="Training tokens D (rounded up to whole batches).")]
 CorpusOption = Annotated[str, typer.Option("--corpus", help="'shakespeare' (embedded), a .txt/.md/.jsonl/.parquet file, a directory, or a saved datasets directory.")]
-TokenizerOption = Annotated[str, typer.Option("--tokenizer", help="'byte', 'bpe:VOCAB' (trained locally) or a tokenizer directory.")]
+TokenizerOption = Annotated[Optional[str], typer.Option("--tokenizer", help="'byte', 'bpe:VOCAB' (trained locally), or a tokenizer folder (tokenizer.json, or GPT-2's vocab.json + merges.txt; any checkpoint's own). Default: the teacher's own tokenizer (distill: the --teacher's folder, or the tokenizer its --teacher-cache was built with; cache-teacher: the --teacher's; train: the --like folder's), else 'byte'.", show_default=False)]
+LikeOption = Annotated[Optional[str], typer.Option("--like", help="Build the student in the architecture of this checkpoint folder (its family and conventions: norms, activation, RoPE, attention, biases, tying), sized by --params; not with --family.")]
+FamilyOption = Annotated[Optional[str], typer.Option("--family", help="Build the student as this transformers family with its default conventions: llama, mistral, qwen2, qwen3, gemma2, gemma3_text, phi3, gpt_neox, gpt2 or olmo2 (default: the paper's Llama).")]
 SeqLenOption = Annotated[int, typer.Option("--seq-len", help="Context length of training windows.")]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Windows per optimiser step (global, over all processes).")]
 LrOption = Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, warmup then cosine).")]
@@ -43,27 +46,29 @@ InitOption = Annotated[Optional[Path], typer.Option("--init", help="Start from a
 MIN_PARAMS, MAX_PARAMS = 1e2, 1e12
 
 
-def _shape(params: float | None, layers: int | None, d_model: int | None, aspect_ratio: int, head_dim: int, n_ctx: int) -> ModelShape:
-    """A shape from --params (fixed aspect ratio) or from --layers/--d-model; sizes out of range are errors.
-    Its vocabulary is the tokenizer's, set once the data is prepared (parameter counts do not depend on it)."""
+def _shape(params: float | None, layers: int | None, d_model: int | None, aspect_ratio: int, head_dim: int, n_ctx: int,
+           family: str | None = None, like: str | None = None) -> tuple[ModelShape, dict | None]:
+    """A shape from --params (fixed aspect ratio) or from --layers/--d-model, and the architecture record of
+    --family/--like (None: the paper's Llama, sized without torch); sizes out of range are errors. Its
+    vocabulary is the tokenizer's, set once the data is prepared (parameter counts do not depend on it)."""
     if (params is None) == (layers is None and d_model is None):
         raise DistlawError("give the model size as --params N or as --layers L --d-model D (not both)")
-    if params is not None:
-        if not (math.isfinite(params) and MIN_PARAMS <= params <= MAX_PARAMS):
-            raise DistlawError(f"--params {params:g} is out of range ({MIN_PARAMS:g} .. {MAX_PARAMS:g})")
-        shape = ModelShape.from_params(params, aspect_ratio=aspect_ratio, head_dim=head_dim, n_ctx=n_ctx)
-        if not 0.5 <= shape.non_embedding_params / params <= 2:
-            raise DistlawError(
-                f"--params {params:g} is out of range for aspect ratio {aspect_ratio} (nearest shape has "
-                f"{shape.non_embedding_params} parameters; lower --aspect-ratio or give --layers/--d-model)"
-            )
-    elif layers is None or d_model is None:
+    if params is not None and not (math.isfinite(params) and MIN_PARAMS <= params <= MAX_PARAMS):
+        raise DistlawError(f"--params {params:g} is out of range ({MIN_PARAMS:g} .. {MAX_PARAMS:g})")
+    if params is None and (layers is None or d_model is None):
         raise DistlawError("an explicit shape needs both --layers and --d-model")
-    else:
-        shape = ModelShape.from_dims(layers, d_model, n_ctx=n_ctx, head_dim=head_dim)
+    sizer = Sizer.of(aspect_ratio, head_dim, family, like)
+    size = dict(n_ctx=n_ctx, vocab_size=ModelShape.model_fields["vocab_size"].default)
+    shape = sizer.from_params(params, **size) if params is not None else sizer.from_dims(layers, d_model, **size)  # type: ignore[arg-type]
     if shape.d_model % head_dim:
         raise DistlawError(f"d_model {shape.d_model} is not a multiple of --head-dim {head_dim} (heads would not have that width)")
-    return shape
+    built = sizer.params(shape)
+    if params is not None and not 0.5 <= built / params <= 2:
+        raise DistlawError(
+            f"--params {params:g} is out of range for aspect ratio {aspect_ratio} (nearest shape has "
+            f"{built} parameters; lower --aspect-ratio or give --layers/--d-model)"
+        )
+    return shape, sizer.architecture
 
 
 def _check_store(store: Path | None) -> None:
@@ -124,16 +129,29 @@ def _count(value: float, flag: str) -> int:
     return int(value)
 
 
-def _initial_shape(init: Path | None, shape_args: dict, seq_len: int) -> tuple[PruneInit | None, ModelShape]:
-    """The shape and pruning record of a run: from ``--init`` (a pruned model), else from the size options."""
+def _initial_shape(init: Path | None, shape_args: dict, seq_len: int) -> tuple[PruneInit | None, ModelShape, dict | None]:
+    """The pruning record, shape and architecture record of a run: from ``--init`` (a pruned model), else
+    from the size and architecture options."""
+    from distlaw.lab.checks import check_architecture
+
+    check_architecture(shape_args["family"], shape_args["like"])
     if init is None:
-        return None, _shape(**shape_args, n_ctx=seq_len)
+        return None, *_shape(**shape_args, n_ctx=seq_len)
     from distlaw.lab.pruned import pruned_init
 
-    if any(shape_args[k] is not None for k in ("params", "layers", "d_model")):
-        raise DistlawError("--init gives the model's shape: drop --params/--layers/--d-model")
+    if any(shape_args[k] is not None for k in ("params", "layers", "d_model", "family", "like")):
+        raise DistlawError("--init gives the model's shape and architecture: drop --params/--layers/--d-model/--like/--family")
     prune, shape = pruned_init(init)
-    return prune, shape.model_copy(update={"n_ctx": seq_len})
+    return prune, shape.model_copy(update={"n_ctx": seq_len}), None
+
+
+def _tokenizer(tokenizer: str | None, folder: str | Path | None) -> str:
+    """``--tokenizer``, else the folder's own tokenizer (a teacher's, a --like checkpoint's) when it holds one, else 'byte'."""
+    from distlaw.lab.tokenizer import has_tokenizer
+
+    if tokenizer is not None:
+        return tokenizer
+    return str(folder) if folder is not None and Path(folder).is_dir() and has_tokenizer(Path(folder)) else "byte"
 
 
 def _run(kind: Literal["supervised", "distilled"], out: Path, shape_args: dict, data_cfg: DataConfig, optim_args: dict,
@@ -148,7 +166,7 @@ def _run(kind: Literal["supervised", "distilled"], out: Path, shape_args: dict, 
     check_run_directory(out)
     count = _count(tokens, "--tokens")
     optim, distill_cfg = _validated(OptimConfig, **optim_args), _validated(DistillConfig, **(distill_args or {}))
-    prune, shape = _initial_shape(init, shape_args, data_cfg.seq_len)
+    prune, shape, architecture = _initial_shape(init, shape_args, data_cfg.seq_len)
 
     from distlaw.lab.data import prepare_data
     from distlaw.lab.distributed import default_device
@@ -159,7 +177,7 @@ def _run(kind: Literal["supervised", "distilled"], out: Path, shape_args: dict, 
     if prune is None:
         shape = shape.model_copy(update={"vocab_size": data.vocab_size})
     spec = RunSpec(name=out.name, kind=kind, shape=shape, tokens=count, teacher=teacher, init=prune, data=data_cfg, optim=optim,
-                   distill=distill_cfg, eval_tokens=eval_tokens)
+                   distill=distill_cfg, eval_tokens=eval_tokens, architecture=architecture)
     teacher_dir = Path(teacher) if teacher is not None and teacher_cache is None else None
     requested = shape_args["params"]
     result = train_run(spec, out, teacher_dir=teacher_dir, teacher_cache=teacher_cache, init_dir=init, progress=not quiet,
@@ -190,8 +208,10 @@ def train(
     d_model: DModelOption = None,
     aspect_ratio: AspectOption = 16,
     head_dim: HeadDimOption = 8,
+    like: LikeOption = None,
+    family: FamilyOption = None,
     corpus: CorpusOption = "shakespeare",
-    tokenizer: TokenizerOption = "byte",
+    tokenizer: TokenizerOption = None,
     seq_len: SeqLenOption = 128,
     batch_size: BatchOption = 32,
     lr: LrOption = 3e-3,
@@ -213,11 +233,15 @@ def train(
       distlaw train --layers 4 --d-model 64 --tokens 4e6 --corpus my.jsonl --tokenizer bpe:4096 --out runs/t --json
 
       distlaw train --init pruned/t200k-to-50k --tokens 1e6 --out runs/pruned-ce    (a pruned model, CE only)
+
+      distlaw train --params 2e4 --like ckpt/qwen2-tiny --tokens 1e6 --out runs/q20k    (Qwen2's architecture and tokenizer)
+
+      distlaw train --params 2e4 --family gpt_neox --tokens 1e6 --out runs/neox20k      (Pythia's architecture, byte tokens)
     """
     _run(
         "supervised", out,
-        dict(params=params, layers=layers, d_model=d_model, aspect_ratio=aspect_ratio, head_dim=head_dim),
-        data_config(corpus, tokenizer, seq_len, cache_dir),
+        dict(params=params, layers=layers, d_model=d_model, aspect_ratio=aspect_ratio, head_dim=head_dim, family=family, like=like),
+        data_config(corpus, _tokenizer(tokenizer, like), seq_len, cache_dir),
         dict(lr=lr, batch_size=batch_size, seed=seed),
         tokens, eval_tokens, checkpoint_every, device, quiet, json_output, init=init,
     )
@@ -241,8 +265,10 @@ def distill(
     d_model: DModelOption = None,
     aspect_ratio: AspectOption = 16,
     head_dim: HeadDimOption = 8,
+    like: LikeOption = None,
+    family: FamilyOption = None,
     corpus: CorpusOption = "shakespeare",
-    tokenizer: TokenizerOption = "byte",
+    tokenizer: TokenizerOption = None,
     seq_len: SeqLenOption = 128,
     batch_size: BatchOption = 32,
     lr: LrOption = 3e-3,
@@ -264,21 +290,25 @@ def distill(
       distlaw distill --params 5e3 --tokens 1e6 --teacher-cache caches/t200k-k64 --seed 1 --out runs/s5k-1 --json
 
       distlaw distill --init pruned/t200k-to-50k --teacher runs/t200k --tokens 1e6 --out runs/s50k-pruned    (Zhang et al.)
+
+      distlaw distill --params 2e4 --teacher ckpt/qwen2 --like ckpt/qwen2 --tokens 1e6 --out runs/q20k-kd    (a Qwen2 student of a Qwen2 teacher, on its tokenizer)
     """
     if (teacher is None) == (teacher_cache is None):
         raise DistlawError("give exactly one of --teacher PATH and --teacher-cache DIR")
     order_seed = cache_k = None
     teacher_name = str(_teacher_path(teacher, store)) if teacher is not None else None
+    data_tokenizer = _tokenizer(tokenizer, teacher_name)
     if teacher_cache is not None:
         from distlaw.lab.checks import cache_manifest
 
         manifest = cache_manifest(teacher_cache)  # its files are verified when the run opens the cache
         order_seed, teacher_name, cache_k = manifest["order_seed"], manifest["teacher"], manifest["k"]
         temperature = manifest["temperature"] if temperature is None else temperature
+        data_tokenizer = manifest.get("tokenizer_name", "byte") if tokenizer is None else tokenizer  # the cache's tokens
     _run(
         "distilled", out,
-        dict(params=params, layers=layers, d_model=d_model, aspect_ratio=aspect_ratio, head_dim=head_dim),
-        data_config(corpus, tokenizer, seq_len, cache_dir, order_seed),
+        dict(params=params, layers=layers, d_model=d_model, aspect_ratio=aspect_ratio, head_dim=head_dim, family=family, like=like),
+        data_config(corpus, data_tokenizer, seq_len, cache_dir, order_seed),
         dict(lr=lr, batch_size=batch_size, seed=seed),
         tokens, eval_tokens, checkpoint_every, device, quiet, json_output,
         teacher=teacher_name, teacher_cache=teacher_cache,
@@ -297,7 +327,7 @@ def cache_teacher(
     temperature: Annotated[float, typer.Option("--temperature", help="tau at which the teacher's distribution is cached.")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Data-order seed the students will read in.")] = 0,
     corpus: CorpusOption = "shakespeare",
-    tokenizer: TokenizerOption = "byte",
+    tokenizer: TokenizerOption = None,
     seq_len: SeqLenOption = 128,
     batch_size: BatchOption = 32,
     cache_dir: CacheDirOption = None,
@@ -317,7 +347,7 @@ def cache_teacher(
     check_device_name(device)
     check_new_directory(out, "teacher cache")
     teacher_dir = _teacher_path(teacher, store)
-    data_cfg = data_config(corpus, tokenizer, seq_len, cache_dir)
+    data_cfg = data_config(corpus, _tokenizer(tokenizer, teacher_dir), seq_len, cache_dir)
     check_cache_options(k, temperature, batch_size)
     count = _count(tokens, "--tokens")
 

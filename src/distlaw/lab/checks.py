@@ -1,7 +1,7 @@
 """Checks of a lab request that need neither torch nor transformers, so that bad input is refused at once.
 
-Device names, corpora and tokenizers, run directories, new output directories, checkpoint directories
-and teacher caches are checked here, before any data is tokenized or any model loaded; the training,
+Device names, corpora and tokenizers, run directories, new output directories, checkpoint directories,
+student architectures (``--family``, ``--like``) and teacher caches are checked here, before any data is tokenized or any model loaded; the training,
 caching and pruning entry points call them too, so the Python API refuses what the command line does.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from distlaw.errors import DistlawError
-from distlaw.lab.config import DataConfig
+from distlaw.lab.config import FAMILIES, DataConfig
 from distlaw.lab.corpus import corpus_files
 from distlaw.lab.tokenizer import check_tokenizer
 
@@ -60,6 +60,17 @@ def check_checkpoint(directory: Path, what: str) -> Path:
     if not (directory / CHECKPOINT_CONFIG).is_file():
         raise DistlawError(f"{what} {directory}: folder holds no model ({CHECKPOINT_CONFIG} missing)")
     return directory
+
+
+def check_architecture(family: str | None, like: str | Path | None, what: str = "--") -> None:
+    """A student's template: a built-in family name or a checkpoint folder (with its ``config.json``), not both.
+    ``what`` prefixes the option names (``--`` on the command line, ``[model] `` in a sweep config)."""
+    if family is not None and like is not None:
+        raise DistlawError(f"give {what}family or {what}like, not both (--like copies a checkpoint's family and conventions)")
+    if family is not None and family not in FAMILIES:
+        raise DistlawError(f"{what}family {family!r}: not a built-in family (one of {', '.join(FAMILIES)}; any other through {what}like DIR)")
+    if like is not None:
+        check_checkpoint(Path(like), f"{what}like")
 
 
 def check_cache_options(k: int, temperature: float, batch_size: int) -> None:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from distlaw.compute import ModelShape
 
@@ -71,9 +71,17 @@ class PruneInit(BaseModel):
     calibration_seed: int = Field(default=0, ge=0)  # data order of the calibration windows (runs of other seeds share the pruning)
 
 
+# Decoder families a student can be made of by name (``--family``, ``[model] family``), from transformers'
+# defaults for the family; any other decoder through a checkpoint of it (``--like``, ``[model] like``).
+FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "gpt_neox", "gpt2", "olmo2")
+
+
 class RunSpec(BaseModel):
     """One run. ``kind="distilled"`` needs ``teacher``: a finished run's name or a local HF checkpoint dir;
-    ``init`` starts it from a pruned model instead of random weights."""
+    ``init`` starts it from a pruned model instead of random weights. ``architecture`` is the record of the
+    student's family and conventions (``families.architecture_of``: a teacher's config or a family's defaults
+    without their sizes); None is the paper's Llama, and is left out of the dump so that the specs (and run
+    keys) written before the field existed are unchanged."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -87,6 +95,24 @@ class RunSpec(BaseModel):
     distill: DistillConfig = DistillConfig()
     eval_tokens: int = Field(default=65536, ge=1)
     init: PruneInit | None = None  # None: random initialisation from (shape, optim.seed)
+    architecture: dict | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_default_architecture(self, handler: SerializerFunctionWrapHandler) -> dict:
+        dump = handler(self)
+        if dump.get("architecture", {}) is None:
+            del dump["architecture"]
+        return dump
+
+    @property
+    def non_embedding_params(self) -> int:
+        """The student's N: the shape's count for the paper's Llama, else counted exactly on the model of
+        ``architecture`` (on the meta device: this imports torch)."""
+        if self.architecture is None:
+            return self.shape.non_embedding_params
+        from distlaw.lab.families import architecture_params
+
+        return architecture_params(self.architecture, self.shape)[0]
 
     @property
     def steps(self) -> int:

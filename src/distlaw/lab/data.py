@@ -90,13 +90,14 @@ def _split_blocks(n_tokens: int, fraction: float) -> tuple[int, np.ndarray]:
 
 
 def _tokenize(documents: list[str], tok: Tokenizer) -> np.ndarray:
+    """Every document encoded as the tokenizer does (its post-processor may begin it with a BOS) and ended
+    by the tokenizer's end-of-text token, unless the encoding already ends with it."""
     eos = tok_mod.eos_id(tok)
     dtype = np.uint16 if tok.get_vocab_size() <= 1 << 16 else np.uint32
     pieces: list[np.ndarray] = []
     for enc in tok.encode_batch(documents):
-        pieces.append(np.asarray(enc.ids, dtype=dtype))
-        if eos is not None:
-            pieces.append(np.asarray([eos], dtype=dtype))
+        ids = enc.ids if eos is None or enc.ids[-1:] == [eos] else [*enc.ids, eos]
+        pieces.append(np.asarray(ids, dtype=dtype))
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
 
 
@@ -139,6 +140,7 @@ def prepare_data(cfg: DataConfig, default_cache: Path) -> TokenData:
             "corpus": cfg.corpus,
             "tokenizer": tok_mod.fingerprint(tok),
             "vocab_size": tok.get_vocab_size(),
+            "eos_token": tok_mod.eos_token(tok),
             "validation_fraction": cfg.validation_fraction,
             "format": FORMAT_VERSION,
         }

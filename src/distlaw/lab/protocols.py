@@ -21,10 +21,12 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from distlaw.compute import ModelShape
 from distlaw.errors import DistlawError
+from distlaw.lab.architectures import Sizer
+from distlaw.lab.checks import check_architecture
 from distlaw.lab.config import DataConfig, DistillConfig, OptimConfig, PruneInit, RunSpec
 from distlaw.lab.pruned import pruned_shape
 from distlaw.store import PlannedRun
@@ -48,7 +50,8 @@ Size = Union[Annotated[float, Field(gt=0)], ExplicitShape]
 
 
 class ModelFamily(BaseModel):
-    """How a parameter count becomes a shape: d_model = aspect_ratio * n_layers (Busbridge App. H)."""
+    """How a parameter count becomes a shape: d_model = aspect_ratio * n_layers (Busbridge App. H), in the
+    paper's Llama, a built-in ``family`` or the architecture of the checkpoint folder ``like``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -57,6 +60,13 @@ class ModelFamily(BaseModel):
     vocab_size: int | None = Field(default=None, ge=2)  # default: from the tokenizer
     size_tolerance: float = Field(default=1.5, gt=1)  # a size must map to a shape within this factor
     max_params: float = Field(default=1e9, gt=0)  # larger models are beyond a local lab
+    family: str | None = None  # e.g. "gpt_neox": transformers' defaults of that family
+    like: str | None = None  # a checkpoint folder whose family and conventions the models copy
+
+    @model_validator(mode="after")
+    def _architecture(self) -> ModelFamily:
+        check_architecture(self.family, self.like, "[model] ")
+        return self
 
 
 class _Protocol(BaseModel):
@@ -260,6 +270,7 @@ class _Builder:
     def __init__(self, config: SweepConfig) -> None:
         self.config = config
         self.min_tokens = config.optim.batch_size * config.data.seq_len
+        self.sizer = Sizer.of(config.model.aspect_ratio, config.model.head_dim, config.model.family, config.model.like)
 
     def shape(self, size: float | ExplicitShape) -> ModelShape:
         """The model of a size: an explicit shape, or the family's shape nearest a parameter count."""
@@ -269,15 +280,15 @@ class _Builder:
             if size.d_model % size.n_heads:
                 raise DistlawError(f"sweep '{c.name}': d_model {size.d_model} is not divisible by n_heads {size.n_heads}")
             shape = ModelShape(**size.model_dump(), **common)
-            self._check_max(shape.non_embedding_params)
+            self._check_max(self.sizer.params(shape))
             return shape
         self._check_max(size)
-        shape = ModelShape.from_params(size, aspect_ratio=c.model.aspect_ratio, head_dim=c.model.head_dim, **common)
-        off = shape.non_embedding_params / size
+        shape = self.sizer.from_params(size, **common)
+        off = self.sizer.params(shape) / size
         if max(off, 1 / off) > c.model.size_tolerance:
             raise DistlawError(
                 f"sweep '{c.name}': size {size:g} is out of range for aspect_ratio {c.model.aspect_ratio} "
-                f"(nearest shape {shape.n_layers}x{shape.d_model} has {shape.non_embedding_params} parameters); "
+                f"(nearest shape {shape.n_layers}x{shape.d_model} has {self.sizer.params(shape)} parameters); "
                 "pick another size or give an explicit shape"
             )
         return shape
@@ -298,23 +309,23 @@ class _Builder:
         return count
 
     def supervised(self, shape: ModelShape, tokens: int) -> RunSpec:
-        return self._spec(f"sup-N{shape.non_embedding_params}-D{tokens}", "supervised", shape, tokens, None)
+        return self._spec(f"sup-N{self.sizer.params(shape)}-D{tokens}", "supervised", shape, tokens, None)
 
     def distilled(self, shape: ModelShape, tokens: int, teacher: RunSpec, init: PruneInit | None = None) -> RunSpec:
-        name = f"kd-N{shape.non_embedding_params}-D{tokens}-from-{teacher.name.removeprefix('sup-')}" + ("-pruned" if init else "")
+        name = f"kd-N{self.sizer.params(shape)}-D{tokens}-from-{teacher.name.removeprefix('sup-')}" + ("-pruned" if init else "")
         return self._spec(name, "distilled", shape, tokens, teacher.name, init)
 
     def _spec(self, name: str, kind: str, shape: ModelShape, tokens: int, teacher: str | None, init: PruneInit | None = None) -> RunSpec:
         c = self.config
         return RunSpec(
             name=name, kind=kind, shape=shape, tokens=tokens, teacher=teacher, init=init,
-            data=c.data, optim=c.optim, distill=c.distill, eval_tokens=c.eval_tokens,
+            data=c.data, optim=c.optim, distill=c.distill, eval_tokens=c.eval_tokens, architecture=self.sizer.architecture,
         )  # fmt: skip
 
     def fixed_m(self, sizes: list[Size], ratio: float, what: str) -> list[RunSpec]:
         """Supervised runs at D = M N."""
-        shapes = [self.shape(size) for size in sizes]
-        return [self.supervised(s, self.tokens(s.non_embedding_params, ratio * s.non_embedding_params, what)) for s in shapes]
+        counts = [(s, self.sizer.params(s)) for s in (self.shape(size) for size in sizes)]
+        return [self.supervised(s, self.tokens(n, ratio * n, what)) for s, n in counts]
 
     def isoflop(self, sizes: list[Size], budget: float, ratio_range: tuple[float, float], what: str) -> list[tuple[ModelShape, int]]:
         """(shape, D) with 6 N D = budget for each size whose M = D/N lies in ``ratio_range``."""
@@ -322,7 +333,7 @@ class _Builder:
         points = []
         for size in sizes:
             shape = self.shape(size)
-            n = shape.non_embedding_params
+            n = self.sizer.params(shape)
             if low <= budget / (6 * n) / n <= high:
                 points.append((shape, self.tokens(n, budget / (6 * n), what)))
         if not points:
@@ -419,7 +430,7 @@ def _built(builder: _Builder, protocol: _Protocol, role: str, size: float) -> li
     if isinstance(protocol, PruneDistill) and role == "student":
         teachers = [builder.shape(t) for t in protocol.teachers]
         return [pruned_shape(t, target_params=round(size)).non_embedding_params for t in teachers if size < t.non_embedding_params]
-    return [builder.shape(size).non_embedding_params]
+    return [builder.sizer.params(builder.shape(size))]
 
 
 def built_sizes(config: SweepConfig) -> list[dict[str, object]]:
@@ -436,4 +447,4 @@ def built_sizes(config: SweepConfig) -> list[dict[str, object]]:
 
 def train_flops(spec: RunSpec) -> float:
     """The 6 N D training cost that defines IsoFLOP profiles (teacher inference not counted)."""
-    return 6.0 * spec.shape.non_embedding_params * spec.tokens
+    return 6.0 * spec.non_embedding_params * spec.tokens

@@ -41,9 +41,18 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def logits_of(model: nn.Module, inputs: torch.Tensor, vocab: int | None = None) -> torch.Tensor:
+    """The model's next-token logits over the first ``vocab`` entries (all when None): the rows of a padded
+    embedding beyond the tokenizer (Qwen: 152,064 rows for 151,936 tokens) never enter a softmax."""
+    logits = model(input_ids=inputs).logits
+    return logits if vocab is None else logits[..., :vocab]
+
+
 @torch.no_grad()
-def window_losses(model: nn.Module, windows: torch.Tensor, device: torch.device, batches: int | None = None) -> torch.Tensor:
-    """Mean next-token cross-entropy (nats/token) of each window of ``windows`` (n, seq_len + 1), float64.
+def window_losses(model: nn.Module, windows: torch.Tensor, device: torch.device, batches: int | None = None,
+                  vocab: int | None = None) -> torch.Tensor:
+    """Mean next-token cross-entropy (nats/token) of each window of ``windows`` (n, seq_len + 1), float64,
+    over the first ``vocab`` logits (``logits_of``).
 
     ``batches`` forces that many forward calls (the last ones on a dummy window, discarded): an FSDP-sharded
     model must run the same number of forwards on every process.
@@ -56,7 +65,7 @@ def window_losses(model: nn.Module, windows: torch.Tensor, device: torch.device,
         real = len(batch) > 0
         batch = (batch if real else windows[:1] if len(windows) else torch.zeros(1, 2, dtype=torch.long)).to(device)
         with autocast(device):
-            logits = model(input_ids=batch[:, :-1]).logits
+            logits = logits_of(model, batch[:, :-1], vocab)
         if real:
             ce = F.cross_entropy(logits.float().transpose(1, 2), batch[:, 1:], reduction="none")
             out.append(ce.double().mean(-1).cpu())
@@ -64,10 +73,10 @@ def window_losses(model: nn.Module, windows: torch.Tensor, device: torch.device,
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
-def evaluate(model: nn.Module, windows: torch.Tensor, ctx: distributed.Context) -> float:
-    """Mean cross-entropy (nats/token) over ``windows``, shared out across processes."""
+def evaluate(model: nn.Module, windows: torch.Tensor, ctx: distributed.Context, vocab: int | None = None) -> float:
+    """Mean cross-entropy (nats/token) over ``windows`` and the first ``vocab`` logits, shared out across processes."""
     batches = -(-(-(-len(windows) // ctx.world)) // EVAL_BATCH)  # the same count on every process
-    mine = window_losses(model, windows[ctx.rank :: ctx.world], ctx.device, batches)
+    mine = window_losses(model, windows[ctx.rank :: ctx.world], ctx.device, batches, vocab)
     totals = torch.tensor([float(mine.sum()), len(mine)], dtype=torch.float64, device=ctx.device)
     distributed.all_reduce_sum(totals, ctx)
     return float(totals[0] / totals[1])

@@ -83,7 +83,7 @@ def plan_totals(runs: list[PlannedRun]) -> dict[str, dict[str, float]]:
             totals[label] = {
                 "runs": len(plans),
                 "tokens": sum(tokens_of(p) for p in plans),
-                "flops": sum(flops_per_param * specs[p.source].shape.non_embedding_params * tokens_of(p) for p in plans if p.source in specs),
+                "flops": sum(flops_per_param * specs[p.source].non_embedding_params * tokens_of(p) for p in plans if p.source in specs),
             }
     return totals
 

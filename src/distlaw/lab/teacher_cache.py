@@ -13,6 +13,9 @@ Layout of a cache directory (built in a temporary directory, then renamed into p
   (rows, seq_len), the log of the probability mass outside them, in fp32;
 - ``teacher_val.safetensors``: the teacher's mean cross-entropy on every validation window, so students
   report the teacher's loss on exactly their own held-out tokens.
+
+A teacher of any decoder family serves; its logits are restricted to the data tokenizer's V entries before
+the softmax (padding rows of its embedding never count, ``model.check_vocabulary``).
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ from distlaw.lab.config import DataConfig, RunSpec
 from distlaw.lab.data import TokenData, prepare_data, window_ids
 from distlaw.lab.losses import Teacher
 from distlaw.lab.families import count_params
-from distlaw.lab.model import check_vocabulary, load_model, shape_of
-from distlaw.lab.runtime import autocast, cpu_threads, progress_bar, window_losses
+from distlaw.lab.model import check_vocabulary, flops_per_token, load_model
+from distlaw.lab.runtime import autocast, cpu_threads, logits_of, progress_bar, window_losses
 
 VAL_FILE = "teacher_val.safetensors"
 SHARD_BYTES = 64 << 20
@@ -145,8 +148,8 @@ def build_cache(
     with cpu_threads(dev):
         data = prepare_data(data_cfg, default_cache)
         teacher = load_model(teacher_dir, dev)
-        check_vocabulary(teacher_dir, teacher.config.vocab_size, data.tokenizer)
-        if not 1 <= k <= data.vocab_size:
+        vocab = check_vocabulary(teacher_dir, teacher.config.vocab_size, data.tokenizer)
+        if not 1 <= k <= vocab:
             raise DistlawError(f"top-k {k} must be between 1 and the vocabulary size {data.vocab_size}")
         seq_len = data_cfg.seq_len
         rows = -(-tokens // (seq_len * batch_size)) * batch_size  # whole batches, as a run of this batch size reads
@@ -163,7 +166,7 @@ def build_cache(
                         b = min(hi, a + batch_size)
                         batch = data.train_windows(window_ids(a, b, n_windows, order_seed), seq_len)[:, :-1].to(dev)
                         with autocast(dev):
-                            logits = teacher(input_ids=batch).logits
+                            logits = logits_of(teacher, batch, vocab)
                         idx, top, rest = topk_targets(logits, k, temperature)
                         pieces.append((idx.to(_index_dtype(data.vocab_size)).cpu(), top.half().cpu(), rest.cpu()))
                         bar.update(task, completed=b)
@@ -171,16 +174,18 @@ def build_cache(
                     tensors = {n: torch.cat([p[i] for p in pieces]).contiguous() for i, n in enumerate(("indices", "logprobs", "log_rest"))}
                     save_file(tensors, str(tmp / name))
                     shards.append({"file": name, "rows": [lo, hi], "sha256": sha256(tmp / name)})
-            val_loss = window_losses(teacher, data.val_windows(seq_len, len(data.val)), dev)
+            val_loss = window_losses(teacher, data.val_windows(seq_len, len(data.val)), dev, vocab=vocab)
             save_file({"window_loss": val_loss}, str(tmp / VAL_FILE))
-            shape = shape_of(teacher).model_copy(update={"n_ctx": seq_len})
+            teacher_params, teacher_total = count_params(teacher)
             manifest = {
                 "format": CACHE_FORMAT,
                 "teacher": str(teacher_dir.resolve()),
-                "teacher_params": count_params(teacher)[0],
+                "teacher_params": teacher_params,
+                "teacher_total_params": teacher_total,
                 "teacher_loss": float(val_loss.mean()),
                 "corpus": data.meta["corpus"],
                 "tokenizer": data.meta["tokenizer"],
+                "tokenizer_name": data_cfg.tokenizer,
                 "data_key": data.key,
                 "vocab_size": data.vocab_size,
                 "seq_len": seq_len,
@@ -190,7 +195,7 @@ def build_cache(
                 "rows": rows,
                 "tokens": rows * seq_len,
                 "bytes_per_token": bytes_per_token(k, data.vocab_size),
-                "build_flops": shape.forward_flops_per_token() * rows * seq_len,
+                "build_flops": flops_per_token(teacher, seq_len) * rows * seq_len,
                 "shards": shards,
                 "val": {"file": VAL_FILE, "sha256": sha256(tmp / VAL_FILE)},
             }

@@ -7,11 +7,16 @@ finished run) and, while training, ``resume.pt`` every ``checkpoint_every`` step
 function of (seed, step) and the resume state holds model, optimiser, step and RNG states, so a killed run
 resumed from its checkpoint ends with the loss of an uninterrupted one.
 
-A run starts from random weights, a pure function of (shape, seed), or, with ``spec.init``, from a
-teacher pruned to its size (``distlaw.lab.pruning``, Zhang et al. 2023), read from ``init_dir``.
+A run starts from random weights, a pure function of (shape, seed, architecture), or, with ``spec.init``,
+from a teacher pruned to its size (``distlaw.lab.pruning``, Zhang et al. 2023), read from ``init_dir``.
+
+Teachers of any decoder family serve, online or through a cache. Every softmax (training CE and KL,
+evaluation, the teacher's loss) sees the first V = tokenizer-size logits only: a teacher's (or a pruned
+student's) embedding rows beyond its tokenizer are padding (``model.check_vocabulary``).
 
 Compute (Eq. 9): the student costs 3 F(N_S) D_S; an online teacher adds F(N_T) D_S; a teacher cache adds
-nothing here, its F(N_T) D_S was paid once when it was built (recorded in the cache's manifest).
+nothing here, its F(N_T) D_S was paid once when it was built (recorded in the cache's manifest). F(N) uses
+each model's exact non-embedding count (``families.count_params``), whatever its family.
 """
 
 from __future__ import annotations
@@ -32,9 +37,9 @@ from distlaw.lab.config import OptimConfig, RunSpec, default_cache
 from distlaw.lab.data import TokenData, prepare_data, window_ids
 from distlaw.lab.export import save_checkpoint
 from distlaw.lab.losses import Teacher, check_options, objective
-from distlaw.lab.families import count_params
-from distlaw.lab.model import build_model, check_vocabulary, load_model, shape_of
-from distlaw.lab.runtime import autocast, check_memory, cpu_threads, evaluate, progress_bar
+from distlaw.lab.families import architecture_params, count_params
+from distlaw.lab.model import build_model, check_vocabulary, flops_per_token, load_model, shape_of
+from distlaw.lab.runtime import autocast, check_memory, cpu_threads, evaluate, logits_of, progress_bar
 from distlaw.lab.teacher_cache import TeacherCache
 
 class RunResult(BaseModel):
@@ -55,6 +60,7 @@ class RunResult(BaseModel):
     steps: int
     checkpoint: str
     requested_params: float | None = None  # the size asked for, when the shape was built to a parameter target
+    teacher_total_params: int | None = None  # the teacher's parameters with its embeddings and head
 
 
 def lr_at(step: int, steps: int, optim: OptimConfig) -> float:
@@ -85,6 +91,8 @@ class TeacherSource:
                  teacher_cache: Path | None, steps: int, shard: bool) -> None:
         self.model: nn.Module | None = None
         self.cache: TeacherCache | None = None
+        self.vocab = data.vocab_size
+        self.total_params: int | None = None
         cache_k = spec.distill.cache_k
         if (cache_k is None) != (teacher_cache is None):
             raise DistlawError(f"run {spec.name}: a teacher cache is read exactly when distill.cache_k is set (cache_k = {cache_k})")
@@ -94,18 +102,18 @@ class TeacherSource:
                 raise DistlawError(f"teacher cache {teacher_cache}: holds top-{self.cache.k}, the run wants distill.cache_k = {cache_k}")
             check_options(spec.distill, cached_k=self.cache.k)
             self.cache.check_compatible(data, spec, rows=steps * spec.optim.batch_size)
-            self.params = self.cache.teacher_params
+            self.params, self.total_params = self.cache.teacher_params, self.cache.manifest.get("teacher_total_params")
             self.flops_per_token = 0.0
         elif teacher_dir is not None:
             check_options(spec.distill)
             teacher_dir = Path(teacher_dir)
             model = load_model(teacher_dir)
-            check_vocabulary(teacher_dir, model.config.vocab_size, data.tokenizer)
+            self.vocab = check_vocabulary(teacher_dir, model.config.vocab_size, data.tokenizer)
             shape = shape_of(model)
             if shape.n_ctx < spec.data.seq_len:
                 raise DistlawError(f"teacher {teacher_dir}: context {shape.n_ctx} is shorter than seq_len {spec.data.seq_len}")
-            self.params = count_params(model)[0]
-            self.flops_per_token = shape.model_copy(update={"n_ctx": spec.data.seq_len}).forward_flops_per_token()
+            self.params, self.total_params = count_params(model)
+            self.flops_per_token = flops_per_token(model, spec.data.seq_len)
             model.requires_grad_(False)
             model.to(ctx.device)
             self.model = distributed.shard_teacher(model, ctx) if shard else model
@@ -117,20 +125,20 @@ class TeacherSource:
             return self.cache.targets(rows, ctx.device)
         assert self.model is not None
         with torch.no_grad(), autocast(ctx.device):
-            return Teacher(logits=self.model(input_ids=inputs).logits.flatten(0, 1))
+            return Teacher(logits=logits_of(self.model, inputs, self.vocab).flatten(0, 1))
 
     def loss(self, windows: torch.Tensor, ctx: distributed.Context) -> float:
         if self.cache is not None:
             return self.cache.teacher_loss(len(windows))
         assert self.model is not None
-        return evaluate(self.model, windows, ctx)
+        return evaluate(self.model, windows, ctx, self.vocab)
 
 
 def initial_model(spec: RunSpec, init_dir: Path | None) -> nn.Module:
-    """Random weights, a pure function of (shape, seed); or, for a spec with ``init``, the pruned
-    checkpoint in ``init_dir``, whose shape must be the spec's."""
+    """Random weights, a pure function of (shape, seed, architecture); or, for a spec with ``init``, the
+    pruned checkpoint in ``init_dir``, whose shape must be the spec's."""
     if init_dir is None:
-        return build_model(spec.shape, spec.optim.seed)
+        return build_model(spec.shape, spec.optim.seed, spec.architecture)
     model = load_model(init_dir)
     shape = shape_of(model).model_copy(update={"n_ctx": spec.shape.n_ctx})
     if shape != spec.shape:
@@ -145,10 +153,10 @@ def load_batch(data: TokenData, rows: slice, seq_len: int, seed: int, device: to
 
 
 def train_step(student: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, labels: torch.Tensor,
-               targets: Teacher | None, spec: RunSpec, device: torch.device) -> torch.Tensor:
-    """One optimiser step on Eq. 7 (gradient clipping, then AdamW); returns the detached loss."""
+               targets: Teacher | None, spec: RunSpec, device: torch.device, vocab: int | None = None) -> torch.Tensor:
+    """One optimiser step on Eq. 7 (gradient clipping, then AdamW) over the first ``vocab`` logits; returns the detached loss."""
     with autocast(device):
-        logits = student(input_ids=inputs).logits
+        logits = logits_of(student, inputs, vocab)
     loss, _ = objective(logits, labels, spec.distill, targets)
     loss.backward()
     nn.utils.clip_grad_norm_(student.parameters(), spec.optim.grad_clip)
@@ -237,13 +245,15 @@ def _train(spec: RunSpec, run_dir: Path, ctx: distributed.Context, start_time: f
     if (spec.init is None) != (init_dir is None):
         raise DistlawError(f"run {spec.name}: starting weights are read from a directory exactly when the spec has an init")
     data = prepare_data(spec.data, default_cache(run_dir))
-    if spec.shape.vocab_size != data.vocab_size:
-        raise DistlawError(f"run {spec.name}: model vocabulary {spec.shape.vocab_size} differs from the tokenizer's {data.vocab_size}")
+    vocab = data.vocab_size
+    if spec.shape.vocab_size < vocab or spec.shape.vocab_size > vocab and spec.init is None:  # a pruned teacher's padding stays
+        raise DistlawError(f"run {spec.name}: model vocabulary {spec.shape.vocab_size} differs from the tokenizer's {vocab}")
     steps = spec.steps
     teacher = TeacherSource(spec, data, ctx, teacher_dir, teacher_cache, steps, shard_teacher) if spec.kind == "distilled" else None
     val = data.val_windows(seq_len, spec.eval_tokens)
 
-    check_memory(spec.shape.non_embedding_params + spec.shape.embedding_params, ctx.device, f"run {spec.name}")
+    total = spec.shape.non_embedding_params + spec.shape.embedding_params if spec.architecture is None else architecture_params(spec.architecture, spec.shape)[1]
+    check_memory(total, ctx.device, f"run {spec.name}")
     model = initial_model(spec, init_dir).to(ctx.device)
     optimizer = make_optimizer(model, spec.optim)
     step, elapsed = 0, 0.0
@@ -263,23 +273,22 @@ def _train(spec: RunSpec, run_dir: Path, ctx: distributed.Context, start_time: f
             rows = slice(step * batch_size + local.start, step * batch_size + local.stop)
             inputs, labels = load_batch(data, rows, seq_len, spec.order_seed, ctx.device)
             targets = teacher.targets(inputs, rows, ctx) if teacher is not None else None
-            loss = train_step(student, optimizer, inputs, labels, targets, spec, ctx.device)
+            loss = train_step(student, optimizer, inputs, labels, targets, spec, ctx.device, vocab)
             step += 1
             if step % 10 == 0 or step == steps:
                 bar.update(task, completed=step, loss=f"{loss.item():.4f}")
             if checkpoint_every and step % checkpoint_every == 0 and step < steps and ctx.main:
                 _save_state(run_dir / RESUME, step, model, optimizer, elapsed + time.perf_counter() - start_time)
 
-    loss_value = evaluate(model, val, ctx)
+    loss_value = evaluate(model, val, ctx, vocab)
     teacher_loss = teacher.loss(val, ctx) if teacher is not None else None
     non_embedding, total = count_params(model)
     tokens = steps * batch_size * seq_len
-    flop_shape = spec.shape.model_copy(update={"n_ctx": seq_len})
     result = RunResult(
         non_embedding_params=non_embedding,
         total_params=total,
         tokens=tokens,
-        flops=3 * flop_shape.forward_flops_per_token() * tokens,
+        flops=3 * flops_per_token(model, seq_len) * tokens,
         teacher_inference_flops=teacher.flops_per_token * tokens if teacher is not None else 0.0,
         loss=loss_value,
         teacher_loss=teacher_loss,
@@ -289,6 +298,7 @@ def _train(spec: RunSpec, run_dir: Path, ctx: distributed.Context, start_time: f
         steps=steps,
         checkpoint=str(run_dir),
         requested_params=requested_params,
+        teacher_total_params=teacher.total_params if teacher is not None else None,
     )
     if ctx.main:
         save_checkpoint(model, data.tokenizer, run_dir, {"spec": spec.model_dump(mode="json"), "result": result.model_dump(mode="json")})
