@@ -28,7 +28,7 @@ HeadDimOption = Annotated[int, typer.Option("--head-dim", min=1, help="Attention
 TokensOption = Annotated[float, typer.Option("--tokens", "-d", help="Training tokens D (rounded up to whole batches).")]
 CorpusOption = Annotated[str, typer.Option("--corpus", help="'shakespeare' (embedded), a .txt/.md/.jsonl/.parquet file, a directory, or a saved datasets directory.")]
 TokenizerOption = Annotated[Optional[str], typer.Option("--tokenizer", help="'byte', 'bpe:VOCAB' (trained locally), or a tokenizer folder (tokenizer.json, or GPT-2's vocab.json + merges.txt; any checkpoint's own). Default: the teacher's own tokenizer (distill: the --teacher's folder, or the tokenizer its --teacher-cache was built with; cache-teacher: the --teacher's; train: the --like folder's), else 'byte'.", show_default=False)]
-LikeOption = Annotated[Optional[str], typer.Option("--like", help="Build the student in the architecture of this checkpoint folder (its family and conventions: norms, activation, RoPE, attention, biases, tying), sized by --params; not with --family.")]
+LikeOption = Annotated[Optional[str], typer.Option("--like", help="Build the student in the architecture of this checkpoint folder (its family and conventions: norms, activation, RoPE, attention, biases, tying), sized by --params or --layers/--d-model; not with --family. Its vocabulary is the data's tokenizer's.")]
 FamilyOption = Annotated[Optional[str], typer.Option("--family", help="Build the student as this transformers family with its default conventions: llama, mistral, qwen2, qwen3, gemma2, gemma3_text, phi3, gpt_neox, gpt2 or olmo2 (default: the paper's Llama).")]
 SeqLenOption = Annotated[int, typer.Option("--seq-len", help="Context length of training windows.")]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Windows per optimiser step (global, over all processes).")]
@@ -250,7 +250,7 @@ def train(
 def distill(
     out: OutOption,
     tokens: TokensOption,
-    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Teacher: a run directory, any local Hugging Face checkpoint, or a run name in --store.")] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Teacher: a run directory, any local decoder-only Hugging Face checkpoint (Llama, Mistral, Qwen, Gemma, Phi, GPT-NeoX, GPT-2, OLMo, ...), or a run name in --store. Its tokenizer must be the data's; embedding rows beyond it (padding) are left out of every softmax.")] = None,
     teacher_cache: Annotated[Optional[Path], typer.Option("--teacher-cache", help="A cache built by `distlaw cache-teacher` (no teacher FLOPs per student).")] = None,
     weight: Annotated[float, typer.Option("--weight", help="lambda: weight of the KL term (1 - lambda goes to CE).")] = 1.0,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="tau (default 1, or the cache's).")] = None,
