@@ -226,7 +226,7 @@ def test_card_rows_say_how_the_model_was_made():
     pruned = dict(re.findall(r"^\| ([^|]+?) \| (.+) \|$", model_card(pruning_card("/models/q", "byte"), 24_576, 45_056, "X"), flags=re.M))
     assert pruned["sparsity"] == "0.7526 of the non-embedding parameters removed (0.5 requested)"
     assert pruned["kept heads"] == "4 of 8 per layer, 2 of 4 key/value heads"
-    assert pruned["kept layers"] == "2 of 4: teacher layers 0, 3 (the least important dropped by the cosine similarity of the layer's input and output)"
+    assert pruned["kept layers"] == "2 of 4: teacher layers 0, 3 (the others dropped, ranked by the cosine similarity of the layer's input and output)"
     assert pruned["width importance"].startswith("activation") and pruned["tokenizer"] == "`byte`: one token per byte of the text"
 
 

@@ -55,9 +55,9 @@ def model_card(card: dict[str, Any], non_embedding: int, total: int, architectur
     rows = [("kind", made.kind), ("architecture", f"`{architecture}`"), *made.rows,
             ("parameters", f"{non_embedding:,} non-embedding, {total:,} total"), ("distlaw", __version__)]
     table = "\n".join(["| | |", "|---|---|", *(f"| {label} | {value.replace('|', chr(92) + '|')} |" for label, value in rows)])
-    return (f"---\n{meta.to_yaml()}\n---\n\n# {made.title}\n\n{made.summary}\n\n{table}\n\n"
-            "Losses are next-token cross-entropies in nats per token on held-out tokens of the corpus. "
-            "Non-embedding parameters exclude the embedding tables and the output head.\n\n"
+    notes = ("Losses are next-token cross-entropies in nats per token on held-out tokens of the corpus. " if made.kind != "pruned" else "")
+    notes += "Non-embedding parameters exclude the embedding tables and the output head."
+    return (f"---\n{meta.to_yaml()}\n---\n\n# {made.title}\n\n{made.summary}\n\n{table}\n\n{notes}\n\n"
             f"## Reproduce\n\n{made.reproduce}\n")
 
 
@@ -93,10 +93,10 @@ def run_provenance(spec: dict[str, Any], result: dict[str, Any]) -> Provenance:
                       f"{optim['final_lr_fraction']:g} of the peak, weight decay {optim['weight_decay']:g}, gradient clip {optim['grad_clip']:g}"),
     ]
     if kind == "distilled":
-        summary = (f"A student distilled from `{teacher}` with [distlaw](https://github.com/distlaw/distlaw) "
+        summary = (f"A student distilled from `{teacher}` with distlaw "
                    f"(`distlaw distill`; {PAPERS['distilled']}).")
     else:
-        summary = "A model trained on next-token prediction with [distlaw](https://github.com/distlaw/distlaw) (`distlaw train`)."
+        summary = "A model trained on next-token prediction with distlaw (`distlaw train`)."
     tags = (["distillation"] if kind == "distilled" else []) + (["pruning"] if init is not None else [])
     return Provenance(spec["name"], kind, summary, rows, _run_reproduce(spec), teacher, tags)
 
@@ -126,7 +126,7 @@ def pruned_provenance(record: dict[str, Any], data: dict[str, Any]) -> Provenanc
     ]
     if "tokenizer" in data:
         rows.append(("tokenizer", tokenizer_text(data["tokenizer"])))
-    summary = (f"A model made from `{teacher}` by structured pruning with [distlaw](https://github.com/distlaw/distlaw) "
+    summary = (f"A model made from `{teacher}` by structured pruning with distlaw "
                f"(`distlaw prune`; {PAPERS['pruned']}), not trained since: pruning alone loses quality, so distil it from "
                f"its teacher next (`distlaw distill --init THIS_FOLDER --teacher {teacher}`).")
     reproduce = ("How it was pruned, also in `pruning.json` beside this card:\n\n"
@@ -141,7 +141,7 @@ def _kept_layers(record: dict[str, Any], shape: dict[str, Any], before: dict[str
     if isinstance(kept, list) and len(kept) != before["n_layers"]:
         text += f": teacher layers {', '.join(map(str, kept))}"
         if record.get("keep_layers") is None and record.get("depth_importance"):
-            text += f" (the least important dropped by {DEPTH.get(record['depth_importance'], record['depth_importance'])})"
+            text += f" (the others dropped, ranked by {DEPTH.get(record['depth_importance'], record['depth_importance'])})"
     return text
 
 
@@ -161,7 +161,7 @@ def _init_text(init: dict[str, Any]) -> str:
     if init.get("keep_layers"):
         how.append(f"teacher layers {init['keep_layers']} kept")
     elif init.get("depth"):
-        how.append(f"{init['depth']} layers dropped by {DEPTH.get(init.get('depth_importance') or 'loss', init.get('depth_importance'))}")
+        how.append(f"{init['depth']} layers dropped, ranked by {DEPTH.get(init.get('depth_importance') or 'loss', init.get('depth_importance'))}")
     return f"a pruning of `{init['source']}` to {init['target_params']:,} non-embedding parameters ({', '.join(how)})"
 
 
