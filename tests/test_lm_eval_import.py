@@ -164,6 +164,9 @@ def test_older_layout_with_na_stderr_and_string_model_args(cli, tmp_path):
     assert hella == {"model": "EleutherAI/pythia-410m", "params": 3.02e8, "score": 0.4047, "score_stderr": None, "task": "hellaswag",
                      "metric": "acc,none", "n_shot": None, "file": old, "params_source": "--params"}
     assert lambada["score"] == 0.41 and lambada["score_stderr"] is None and r.stderr == ""
+    r = cli("density", "import-lm-eval", old, "-m", "acc,none", "--task", "hellaswag", "--params", "EleutherAI/pythia-410m=3.02e8")
+    assert r.code == 0 and "0.4047" in r.stdout and "3.02e+08" in r.stdout
+    assert "nan" not in r.stdout.lower() and "<NA>" not in r.stdout and "None" not in r.stdout  # blanks where lm-eval said nothing
 
 
 def test_files_from_before_filters_answer_none_with_the_bare_metric(cli, tmp_path):

@@ -353,8 +353,8 @@ def import_lm_eval(
 
 
 def _cell(value: object) -> object:
-    """Blank for a missing value (None, NaN), the value otherwise."""
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+    """Blank for a missing value (None, NaN, NA), the value otherwise."""
+    return "" if pd.isna(value) else value
 
 
 def register(app: typer.Typer) -> None:
