@@ -5,6 +5,7 @@ models loaded by plain ``transformers``; padded vocabularies; tokenizers that di
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -271,3 +272,22 @@ def test_cli_refuses_architecture_with_init(cli, tmp_path):
 
 def test_tiny_configs_are_what_the_tests_assume():
     assert all(tiny_config(f).vocab_size == TOKENIZER_VOCAB for f in FAMILIES)
+
+
+def test_corpus_keys_hash_the_tokenizers_content():
+    """Vocabulary, added tokens and post-processor all move the key; a tokenizer that separates documents
+    with <|endoftext|> keeps the key of the rule before tokenizer folders (the hash of its serialisation)."""
+    from tokenizers import Tokenizer
+    from tokenizers.processors import TemplateProcessing
+
+    from distlaw.lab.tokenizer import EOS_ATTRIBUTE, fingerprint
+
+    base = tokenizer()
+    assert fingerprint(base) == hashlib.sha256(base.to_str().encode()).hexdigest()[:16]
+    added = Tokenizer.from_str(base.to_str())
+    added.add_tokens(["zz"])
+    bos = Tokenizer.from_str(base.to_str())
+    bos.post_processor = TemplateProcessing(single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", 0)])
+    other_eos = Tokenizer.from_str(base.to_str())
+    setattr(other_eos, EOS_ATTRIBUTE, "Ġthe")
+    assert len({fingerprint(t) for t in (base, added, bos, other_eos)}) == 4
