@@ -60,8 +60,11 @@ class DistillConfig(BaseModel):
 
 class PruneInit(BaseModel):
     """Start from a structured pruning of ``source`` instead of random weights (Zhang et al. 2023, arXiv
-    2311.07052): unit importance on the first ``calibration_tokens`` training tokens of the data order
-    ``calibration_seed``, pruned to ``target_params``."""
+    2311.07052): unit importance (``method``: Zhang's mean |dL/dmask|, or Minitron's activation magnitudes,
+    arXiv 2407.14679) on the first ``calibration_tokens`` training tokens of the data order
+    ``calibration_seed``, pruned to ``target_params``; ``depth`` layers dropped by ``depth_importance``, or
+    only ``keep_layers`` kept (``"4:-4"``, ``"0,1,5"``). Fields at their defaults are left out of the dump,
+    so that the specs (and run keys) written before they existed are unchanged."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -69,6 +72,18 @@ class PruneInit(BaseModel):
     target_params: int = Field(ge=1)  # non-embedding parameters asked of the pruning
     calibration_tokens: int = Field(default=65536, ge=1)
     calibration_seed: int = Field(default=0, ge=0)  # data order of the calibration windows (runs of other seeds share the pruning)
+    method: Literal["mask-gradient", "activation"] = "mask-gradient"
+    depth: int = Field(default=0, ge=0)  # layers dropped, the least important by depth_importance
+    keep_layers: str | None = Field(default=None, min_length=1)  # or the layers kept, a slice or a list
+    depth_importance: Literal["loss", "cosine"] = "loss"
+
+    @model_serializer(mode="wrap")
+    def _without_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict:
+        dump = handler(self)
+        return {k: v for k, v in dump.items() if k not in PRUNE_OPTIONS or v != PruneInit.model_fields[k].default}
+
+
+PRUNE_OPTIONS = ("method", "depth", "keep_layers", "depth_importance")  # added later: left out of a dump when default
 
 
 # Decoder families a student can be made of by name (``--family``, ``[model] family``), from transformers'
