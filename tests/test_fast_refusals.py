@@ -115,3 +115,33 @@ def test_planning_a_sweep_imports_nothing_heavy(tmp_path):
     (report,) = refuse_all(tmp_path, [["sweep", "plan", "capacity", "--store", "capacity.db", "--json"]])
     assert report["code"] == 0, report["stderr"]
     assert report["heavy"] == []
+
+
+def test_bad_pruning_requests_are_refused_before_torch(tmp_path: Path):
+    """Pruning beyond Llama (issue 11, item 4): depth, kept layers, method and family are checked from the
+    teacher's config.json alone."""
+    configs = {"llama": {"model_type": "llama", "num_hidden_layers": 2}, "phi3": {"model_type": "phi3", "num_hidden_layers": 2},
+               "gemma2": {"model_type": "gemma2", "num_hidden_layers": 2},
+               "gpt2": {"model_type": "gpt2", "n_layer": 3, "scale_attn_by_inverse_layer_idx": True}}
+    for name, config in configs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+    cases = {
+        "depth = layers": (["llama", "--depth", "2"], "--depth 2 must remove at least one and fewer than all of the teacher's 2 layers"),
+        "keep-layers out of range": (["llama", "--keep-layers", "0,7"], "layer 7 is out of range for a teacher of 2 layers"),
+        "keep-layers empty": (["llama", "--keep-layers", "1:-1"], "keeps no layer"),
+        "keep-layers not a number": (["llama", "--keep-layers", "first"], "'first' is not a layer index"),
+        "depth and keep-layers": (["llama", "--depth", "1", "--keep-layers", "0"], "at most one of --depth K and --keep-layers"),
+        "unknown method": (["llama", "--params", "1e3", "--method", "taylor"], "--method 'taylor': expected one of mask-gradient, activation"),
+        "unknown depth importance": (["llama", "--depth", "1", "--depth-importance", "l2"], "expected one of loss, cosine"),
+        "no target at all": (["llama"], "give a width target"),
+        "phi3": (["phi3", "--params", "1e3"], "cannot prune a phi3 model (distlaw prunes llama, mistral, qwen2, qwen3, gpt_neox, gpt2)"),
+        "gemma2": (["gemma2", "--depth", "1"], "cannot prune a gemma2 model"),
+        "gpt2 scaled by layer index": (["gpt2", "--depth", "1"], "scale_attn_by_inverse_layer_idx"),
+    }
+    calls = [["prune", *args[:1], "--out", "p", *args[1:]] for args, _ in cases.values()]
+    for (name, (_, message)), report in zip(cases.items(), refuse_all(tmp_path, calls)):
+        stderr = report["stderr"]
+        assert report["code"] == 2 and len(stderr.strip().splitlines()) == 1, f"{name}: {report}"
+        assert message in stderr and report["heavy"] == [], f"{name}: {stderr}"
+    assert not (tmp_path / "p").exists()

@@ -22,6 +22,7 @@ from distlaw.lab.model import build_model, load_model, shape_of
 from distlaw.lab.pruning import Importance, importance_scores, next_token_loss, prune_checkpoint, prune_model, pruned_shape
 from distlaw.lab.runtime import window_losses
 from distlaw.lab.train import train_run
+from hf_families import tiny_checkpoint
 
 SEQ = 32
 TINY = ModelShape(n_layers=2, d_model=32, n_heads=4, d_ff=64, vocab_size=256, n_ctx=SEQ)
@@ -221,8 +222,12 @@ def test_pruned_checkpoint_round_trip(lab):
     [
         (dict(sparsity=1.0), "must be in [0, 1)"),
         (dict(sparsity=-0.1), "must be in [0, 1)"),
-        (dict(), "exactly one of"),
-        (dict(sparsity=0.5, target_params=1000), "exactly one of"),
+        (dict(), "give a width target"),
+        (dict(sparsity=0.5, target_params=1000), "at most one of"),
+        (dict(sparsity=0.5, method="taylor"), "--method 'taylor'"),
+        (dict(depth=2), "--depth 2 must remove"),
+        (dict(keep_layers="1:-1"), "keeps no layer"),
+        (dict(keep_layers="0,5"), "layer 5 is out of range"),
         (dict(target_params=10**9), "out of range"),
         (dict(target_params=10), "out of range"),
     ],
@@ -234,16 +239,15 @@ def test_bad_requests_write_nothing(lab, tmp_path, kwargs, message):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_existing_output_and_grouped_kv_teachers_are_refused(lab, tmp_path):
+def test_existing_output_and_unprunable_families_are_refused(lab, tmp_path):
     tmp, data_cfg, _ = lab
     (tmp_path / "out").mkdir()
     with pytest.raises(DistlawError, match="already exists"):
         prune_checkpoint(tmp / "teacher", tmp_path / "out", data_cfg, tmp / "cache", sparsity=0.5, progress=False)
     assert list((tmp_path / "out").iterdir()) == []
-    gqa = ModelShape(n_layers=1, d_model=32, n_heads=4, n_kv_heads=2, d_ff=64, vocab_size=256, n_ctx=SEQ)
-    build_model(gqa, 0).save_pretrained(tmp_path / "gqa")
-    with pytest.raises(DistlawError, match="GQA pruning is not supported"):
-        prune_checkpoint(tmp_path / "gqa", tmp_path / "out2", data_cfg, tmp / "cache", sparsity=0.5, progress=False)
+    tiny_checkpoint("phi3", tmp_path / "phi3")
+    with pytest.raises(DistlawError, match="cannot prune a phi3 model .distlaw prunes llama, mistral, qwen2, qwen3, gpt_neox, gpt2"):
+        prune_checkpoint(tmp_path / "phi3", tmp_path / "out2", data_cfg, tmp / "cache", sparsity=0.5, progress=False)
     assert not (tmp_path / "out2").exists()
 
 
@@ -261,9 +265,9 @@ def test_command_line(lab, tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["params"] == pruned_shape(TINY, target_params=6000).non_embedding_params
     assert load_model(tmp_path / "s").config.hidden_size == json.loads(r.stdout)["kept_hidden"]
-    for flags in ([], ["--sparsity", 0.5, "--params", 6000]):
+    for flags, message in (([], "give a width target"), (["--sparsity", 0.5, "--params", 6000], "at most one of --sparsity")):
         r = _cli("prune", tmp / "teacher", "--out", tmp_path / "t", *flags, *common)
-        assert isinstance(r.exception, DistlawError) and "exactly one of --sparsity" in str(r.exception)
+        assert isinstance(r.exception, DistlawError) and message in str(r.exception)
     assert not (tmp_path / "t").exists()
     r = _cli("prune", "--help")
     assert r.exit_code == 0 and "2311.07052" in r.stdout

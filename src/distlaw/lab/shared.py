@@ -3,8 +3,8 @@
 - Teacher caches: a teacher's top-k log-probabilities plus the rest mass over the longest of its
   students' tokens, so teacher inference is paid once (Busbridge et al. 2025, arXiv 2502.08606, Sec. 5);
   students with ``distill.cache_k`` read one.
-- Pruned students: a teacher structurally pruned to a target size (Zhang et al. 2023, arXiv
-  2311.07052); students with ``init`` start from one.
+- Pruned students: a teacher structurally pruned to a target size, in width and depth (Zhang et al.
+  2023, arXiv 2311.07052; Minitron, arXiv 2407.14679); students with ``init`` start from one.
 
 Each is planned from the runs' specs (``cache_plans``, ``prune_plans``: run name -> plan; runs that
 need the same thing share one plan), lives in ``RUNS.runs/<kind>/<name>`` and is a job of the sweep's
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distlaw.lab.config import DataConfig, RunSpec, default_cache
+from distlaw.lab.config import PRUNE_OPTIONS, DataConfig, RunSpec, default_cache
 from distlaw.lab.executors import JobState
 from distlaw.store import RunStore
 
@@ -67,6 +67,7 @@ class PrunePlan:
     order_seed: int
     batch_size: int
     runs: tuple[str, ...]
+    options: tuple[tuple[str, Any], ...]  # method, depth, keep_layers, depth_importance (``PruneInit``)
 
     @property
     def job(self) -> str:
@@ -123,6 +124,7 @@ def prune_plans(runs_dir: Path, specs: list[RunSpec]) -> dict[str, PrunePlan]:
             source=init.source, directory=_directory(runs_dir, PRUNED_DIR, init.source, f"N{init.target_params}", sig),
             data=runs[0].data, target_params=init.target_params, calibration_tokens=init.calibration_tokens,
             order_seed=init.calibration_seed, batch_size=runs[0].optim.batch_size, runs=tuple(s.name for s in runs),
+            options=tuple((key, getattr(init, key)) for key in PRUNE_OPTIONS),
         )  # fmt: skip
         plans.update(dict.fromkeys(plan.runs, plan))
     return plans
@@ -165,6 +167,7 @@ def prune_job(plan: PrunePlan, source: Path, progress: bool) -> dict[str, Any]:
         prune_checkpoint(
             source, plan.directory, plan.data, default_cache(plan.directory.parent), target_params=plan.target_params,
             calibration_tokens=plan.calibration_tokens, batch_size=plan.batch_size, seed=plan.order_seed, progress=progress,
+            **dict(plan.options),
         )  # fmt: skip
         return {}
 
