@@ -3,12 +3,14 @@ started from a pruned model."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 
 import pytest
 
 from distlaw.errors import DistlawError
-from distlaw.lab.config import PruneInit
+from distlaw.lab.config import PruneInit, RunSpec
 from distlaw.lab.model import build_model, load_model, shape_of
 from distlaw.lab.protocols import SweepConfig, expand
 from distlaw.lab.pruning import pruned_shape
@@ -95,3 +97,37 @@ def test_seeds_train_more_students_from_the_same_pruned_models():
     totals = plan_totals(expand(cfg))
     assert totals["prune-distill student"]["runs"] == 3 * 3 and totals["prune-distill baseline"]["runs"] == 3 * 2
     assert totals["pruned students"]["runs"] == 3  # calibration does not depend on the training seed
+
+
+def test_the_spec_key_of_a_pruned_run_is_what_it_was_before_the_new_options():
+    """PruneInit's options added for issue 11 are left out of a dump at their defaults: old stores keep their keys."""
+    spec = next(r.spec for r in expand(config(teachers=[6256], teacher_ratio=10, students=[1500], student_ratio=40)) if r.role == "student")
+    old_init = {"source": spec.init.source, "target_params": 1500, "calibration_tokens": 65536, "calibration_seed": 0}
+    payload = {**spec.model_dump(exclude={"name", "init"}), "init": old_init}
+    assert spec.model_dump()["init"] == old_init
+    assert spec.key() == hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    other = spec.model_copy(update={"init": spec.init.model_copy(update={"method": "activation"})})
+    assert other.key() != spec.key() and RunSpec.model_validate_json(other.model_dump_json()) == other
+
+
+@pytest.mark.slow
+def test_prune_distill_sweep_of_gpt_neox_teachers(tmp_path):
+    """A non-Llama family end to end: a GPT-NeoX teacher pruned in width (activation importance) and depth
+    (one layer by cosine), the student distilled from it, and a baseline of its shape from scratch."""
+    protocol = {"type": "prune-distill", "teachers": [20000], "teacher_ratio": 5, "students": [3000], "student_ratio": 10,
+                "calibration_tokens": 2048, "method": "activation", "depth": 1, "depth_importance": "cosine"}
+    cfg = SweepConfig.model_validate({**SWEEP, "model": {"aspect_ratio": 8, "head_dim": 8, "family": "gpt_neox"}, "protocol": [protocol]})
+    outcome = run_sweep(cfg, tmp_path / "RUNS.db", progress=False)
+    assert not outcome.failed and not outcome.blocked and len(outcome.built) == 1
+    (pruned,) = (tmp_path / "RUNS.runs" / PRUNED_DIR).iterdir()
+    record = json.loads((pruned / "pruning.json").read_text())
+    assert record["family"] == "gpt_neox" and record["method"] == "activation" and record["depth_importance"] == "cosine"
+    assert len(record["kept_layers"]) == 2 and len(record["layer_importance"]) == 3
+    assert record["params"] == pytest.approx(3000, rel=0.03)
+    with RunStore(tmp_path / "RUNS.db") as store:
+        table = runs_table(store).set_index("name")
+        (student,) = table.index[table["kind"] == "distilled"]
+        assert table.loc[student, "pruned_to"] == 3000 and table.loc[student, "params"] == record["params"]
+        model = load_model(store.run_dir(student))
+        assert type(model).__name__ == "GPTNeoXForCausalLM" and model.config.num_hidden_layers == 2
+        assert len(table) == 3 and table["loss"].notna().all()

@@ -28,7 +28,8 @@ from distlaw.errors import DistlawError
 from distlaw.lab.architectures import Sizer
 from distlaw.lab.checks import check_architecture
 from distlaw.lab.config import DataConfig, DistillConfig, OptimConfig, PruneInit, RunSpec
-from distlaw.lab.pruned import pruned_shape
+from distlaw.lab.prunable import LLAMA, layout_of
+from distlaw.lab.pruned import kept_count, pruned_shape
 from distlaw.store import PlannedRun
 
 PAPER_STUDENT_RATIOS = (20.0, 40.0, 80.0, 160.0, 320.0)
@@ -117,6 +118,10 @@ class PruneDistill(_Protocol):
     students: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)  # target non-embedding parameters
     student_ratio: float = Field(default=20.0, gt=0)
     calibration_tokens: int = Field(default=65536, ge=1)  # importance of heads, neurons and hidden units
+    method: Literal["mask-gradient", "activation"] = "mask-gradient"  # width importance: Zhang's, or Minitron's
+    depth: int = Field(default=0, ge=0)  # layers dropped from every teacher, by depth_importance
+    keep_layers: str | None = Field(default=None, min_length=1)  # or the layers every teacher keeps ("4:-4")
+    depth_importance: Literal["loss", "cosine"] = "loss"
 
 
 class SlurmResources(BaseModel):
@@ -344,6 +349,21 @@ class _Builder:
         return points
 
 
+def _pruned(teacher: ModelShape, architecture: dict | None, protocol: PruneDistill, size: float,
+            source: str) -> tuple[PruneInit, ModelShape, int] | None:
+    """How a teacher of ``architecture`` (None: distlaw's Llama) is pruned to a student size, the pruned shape
+    and its exact count (torch-free, ``prunable.Layout.count``); None when the size is not below the teacher's
+    with the layers it keeps."""
+    init = PruneInit(source=source, target_params=round(size), calibration_tokens=protocol.calibration_tokens, method=protocol.method,
+                     depth=protocol.depth, keep_layers=protocol.keep_layers, depth_importance=protocol.depth_importance)
+    layout = LLAMA if architecture is None else layout_of(architecture, f"teacher {source}")
+    layers = kept_count(teacher.n_layers, init)
+    if not size < layout.count(teacher.model_copy(update={"n_layers": layers})):
+        return None
+    shape = pruned_shape(teacher, target_params=init.target_params, layout=layout, layers=layers)
+    return init, shape, layout.count(shape)
+
+
 def _pruned_runs(builder: _Builder, protocol: PruneDistill, what: str) -> list[PlannedRun]:
     """Teachers, every teacher pruned to and distilled into each smaller student size, and a supervised
     baseline from scratch for each student size (in the shape pruned from the smallest teacher)."""
@@ -352,10 +372,14 @@ def _pruned_runs(builder: _Builder, protocol: PruneDistill, what: str) -> list[P
     for size in protocol.students:
         tokens = builder.tokens(round(size), protocol.student_ratio * size, what)
         students = []
-        for teacher in (t for t in teachers if size < t.shape.non_embedding_params):
-            init = PruneInit(source=teacher.name, target_params=round(size), calibration_tokens=protocol.calibration_tokens)
-            shape = pruned_shape(teacher.shape, target_params=init.target_params)
-            students.append(PlannedRun(builder.distilled(shape, tokens, teacher, init), protocol.type, "student"))
+        for teacher in teachers:
+            try:
+                pruned = _pruned(teacher.shape, teacher.architecture, protocol, size, teacher.name)
+            except DistlawError as exc:
+                raise DistlawError(f"sweep '{builder.config.name}': {what}: {exc}") from None
+            if pruned is not None:
+                init, shape, _ = pruned
+                students.append(PlannedRun(builder.distilled(shape, tokens, teacher, init), protocol.type, "student"))
         if students and protocol.baselines:  # from scratch, in the shape pruned from the smallest teacher
             students.append(PlannedRun(builder.supervised(students[0].spec.shape, tokens), protocol.type, "baseline"))
         runs += students
@@ -428,8 +452,8 @@ def _built(builder: _Builder, protocol: _Protocol, role: str, size: float) -> li
     """Non-embedding parameters of the models built for one size target: a pruned student once per
     teacher it is pruned from, anything else once."""
     if isinstance(protocol, PruneDistill) and role == "student":
-        teachers = [builder.shape(t) for t in protocol.teachers]
-        return [pruned_shape(t, target_params=round(size)).non_embedding_params for t in teachers if size < t.non_embedding_params]
+        pruned = (_pruned(builder.shape(t), builder.sizer.architecture, protocol, size, "") for t in protocol.teachers)
+        return [count for _, _, count in filter(None, pruned)]
     return [builder.sizer.params(builder.shape(size))]
 
 
