@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,7 @@ def test_help_reads_like_a_manual(cli):
         for command in commands:
             result = cli(group, command, "--help")
             assert result.code == 0 and "Example" in result.stdout and "--json" in result.stdout
+    assert "[executor.slurm.teacher]" in cli("sweep", "run", "--help").stdout  # TOML tables are not eaten as markup
 
 
 def test_export_writes_what_fit_reads(cli, tmp_path):
@@ -130,3 +132,68 @@ def test_replanning_a_changed_config_into_a_store_writes_nothing(cli, tmp_path):
     result = cli("sweep", "plan", config, "--store", store)
     assert result.code == 2 and "clashes" in result.stderr and result.stderr.count("\n") == 1
     assert cli("sweep", "status", config, "--store", store, "--json").json()["counts"]["planned"] == 3
+
+
+def _dump(store: Path) -> str:
+    import sqlite3
+
+    with sqlite3.connect(store) as db:
+        return "\n".join(db.iterdump())
+
+
+def test_run_folders_in_runs_dir_are_found_later_and_another_is_refused(cli, tmp_path, monkeypatch):
+    from test_sweep import FakeTrainer
+
+    from distlaw.lab import train
+
+    monkeypatch.setattr(train, "train_run", FakeTrainer())
+    store, shared, config = tmp_path / "RUNS.db", tmp_path / "shared", write_config(tmp_path)
+    result = cli("sweep", "run", config, "--store", store, "--runs-dir", shared, "--workers", "1", "--json")
+    assert result.code == 0 and len(result.json()["trained"]) == 3, result.stderr
+    status = cli("sweep", "status", config, "--store", store, "--json").json()
+    assert status["runs_dir"] == str(shared.resolve()) and not store.with_suffix(".runs").exists()
+    assert "(run folders in" in cli("sweep", "status", config, "--store", store).stdout
+    before = _dump(store)
+    refused = cli("sweep", "run", config, "--store", store, "--runs-dir", tmp_path / "other", "--workers", "1")
+    assert refused.code == 2 and refused.stderr.count("\n") == 1 and "recorded at its first run" in refused.stderr, refused.stderr
+    again = cli("sweep", "run", config, "--store", store, "--workers", "1", "--json")
+    assert again.code == 0 and again.json()["skipped"] == 3 and _dump(store) == before
+
+
+def test_status_asks_slurm_for_the_state_now_and_writes_nothing(cli, tmp_path, monkeypatch):
+    from distlaw.cli.common import console
+    from distlaw.store import RunStore
+
+    store, config, bin_dir = tmp_path / "RUNS.db", write_config(tmp_path), tmp_path / "bin"
+    cli("sweep", "plan", config, "--store", store)
+    with RunStore(store) as s:
+        teacher, student, baseline = (r.name for r in s.records())
+        for name, job_id, state in ((teacher, "4242", "PENDING"), (student, "4243", "RUNNING"), (baseline, "4244", "RUNNING")):
+            s.claim(name, 2147483646)  # a coordinator that died
+            s.record_job(name, "slurm", job_id, state, f"/logs/{job_id}_0_log.err")
+        s.update_job(baseline, "COMPLETED", ended=True)  # ended: Slurm is not asked about it
+    before = _dump(store)
+    bin_dir.mkdir()
+    sacct = bin_dir / "sacct"  # answers as Slurm's sacct -X -n -P -o JobID,State does, and notes how it was asked
+    sacct.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/asked\nprintf "4242|RUNNING\\n4243|CANCELLED by 0\\n"\n')
+    sacct.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    result = cli("sweep", "status", config, "--store", store, "--json")
+    assert result.code == 0 and not result.stderr and result.json()["warnings"] == []
+    rows = {row["name"]: row for row in result.json()["runs"]}
+    assert [(rows[n]["job_state"], rows[n]["live_state"]) for n in (teacher, student, baseline)] == [
+        ("PENDING", "RUNNING"), ("RUNNING", "CANCELLED"), ("COMPLETED", None)]
+    assert (tmp_path / "asked").read_text().split() == ["-X", "-n", "-P", "-o", "JobID,State", "-j", "4242,4243"]  # one call
+    monkeypatch.setattr(console, "_width", 200)  # the jobs table on one line per job
+    table = cli("sweep", "status", config, "--store", store).stdout
+    assert "RUNNING (store: PENDING)" in table and "CANCELLED (store: RUNNING)" in table and "(store: COMPLETED)" not in table
+    sacct.write_text('#!/bin/sh\necho "sacct: error: Problem talking to the database: Connection refused" >&2\nexit 1\n')
+    for path, reason in ((f"{bin_dir}:{os.environ['PATH']}", "sacct failed: sacct: error: Problem talking to the database"),
+                         (str(tmp_path / "nothing"), "sacct is not on PATH")):
+        monkeypatch.setenv("PATH", path)
+        degraded = cli("sweep", "status", config, "--store", store, "--json")
+        assert degraded.code == 0 and degraded.stderr.count("\n") == 1 and reason in degraded.stderr, degraded.stderr
+        assert degraded.json()["warnings"] == [degraded.stderr.removeprefix("warning: ").strip()]
+        assert [row["live_state"] for row in degraded.json()["runs"]] == [None] * 3
+        assert [row["job_state"] for row in degraded.json()["runs"]] == ["PENDING", "RUNNING", "COMPLETED"]
+    assert _dump(store) == before

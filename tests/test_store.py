@@ -157,3 +157,32 @@ def test_adopt_takes_over_a_running_run_of_a_dead_coordinator_without_a_new_atte
     store.claim("teacher", 2147483646)  # a pid that does not exist
     assert store.adopt("teacher", os.getpid()) and store.get("teacher").attempts == 1
     assert not store.adopt("teacher", 2147483645)  # now held by a live process (this one)
+
+
+def test_the_run_folders_are_recorded_at_the_first_run_and_another_is_refused(store, tmp_path):
+    from distlaw.store import resolve_runs_dir
+
+    shared = tmp_path / "shared" / "runs"
+    assert resolve_runs_dir(store.path, shared) == shared.resolve()  # only planned so far: any folder may be chosen
+    assert store.pin_runs_dir(shared) == shared.resolve() == store.runs_dir
+    assert store.run_dir("teacher") == shared.resolve() / "teacher"
+    assert store.pin_runs_dir(None) == store.pin_runs_dir(shared) == shared.resolve()  # later: without it, or the same again
+    for other in (tmp_path / "elsewhere", store.path.with_suffix(".runs")):
+        with pytest.raises(DistlawError, match=r"--runs-dir .*: the run folders of .* are in .*shared/runs \(recorded at its first run\)"):
+            store.pin_runs_dir(other)
+        with pytest.raises(DistlawError, match="recorded at its first run"):
+            resolve_runs_dir(store.path, other)
+    store.close()
+    with RunStore(store.path, create=False) as again:
+        assert again.runs_dir == shared.resolve() and resolve_runs_dir(store.path) == shared.resolve()
+    new = tmp_path / "sub" / "new.db"
+    assert resolve_runs_dir(new, "rel") == Path("rel").resolve() and resolve_runs_dir(new) == new.resolve().with_suffix(".runs")
+    assert not new.exists() and not new.parent.exists()  # resolving writes nothing
+
+
+def test_a_store_whose_runs_started_before_any_folder_was_recorded_keeps_them_beside_it(store, tmp_path):
+    store._db.execute("DELETE FROM settings")  # as a store from before --runs-dir left it
+    store.claim("teacher", os.getpid())
+    with pytest.raises(DistlawError, match=r"runs of .* already started in .*RUNS\.runs"):
+        store.pin_runs_dir(tmp_path / "shared")
+    assert store.pin_runs_dir(store.path.with_suffix(".runs")) == store.path.with_suffix(".runs") == store.runs_dir

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from distlaw.errors import DistlawError
 from distlaw.lab import train
 from distlaw.lab.protocols import SweepConfig
 from distlaw.lab.sweep import run_sweep
@@ -88,3 +91,26 @@ def test_interrupted_run_is_taken_over_from_a_dead_process(tmp_path, monkeypatch
     with RunStore(store) as s:
         assert s.get("sup-N784-D250880").attempts == 2
 
+
+
+def test_run_folders_go_to_runs_dir_and_later_calls_find_it_without_it(tmp_path, monkeypatch):
+    fake = FakeTrainer()
+    monkeypatch.setattr(train, "train_run", fake)
+    store, shared = tmp_path / "local" / "RUNS.db", tmp_path / "shared"
+    run_sweep(CONFIG, store, progress=False, runs_dir=shared)
+    with RunStore(store) as s:
+        folders = dict(zip(s.frame()["name"], s.frame()["checkpoint"]))  # the fake trainer's run_dir
+        teachers = {r.name: r.teacher for r in s.records()}
+        s._db.execute("UPDATE runs SET status = 'running', pid = 2147483646 WHERE name = 'sup-N784-D250880'")  # a killed worker's run
+    assert folders == {name: str(shared / name) for name in teachers} and len(folders) == 8
+    assert all(teacher_dir == shared / teachers[name] for name, teacher_dir in fake.calls if teachers[name])
+    assert not store.with_suffix(".runs").exists()
+    assert run_sweep(CONFIG, store, progress=False).done == ["sup-N784-D250880"]  # resumed where it was, without runs_dir
+    with RunStore(store) as s:
+        assert s.get("sup-N784-D250880").attempts == 2 and s.frame().set_index("name").loc["sup-N784-D250880", "checkpoint"] == str(shared / "sup-N784-D250880")
+        before = "\n".join(s._db.iterdump())
+    with pytest.raises(DistlawError, match="recorded at its first run"):
+        run_sweep(CONFIG, store, progress=False, runs_dir=tmp_path / "other")
+    with RunStore(store) as s:
+        assert "\n".join(s._db.iterdump()) == before  # refused before anything was written
+    assert len(fake.calls) == 9

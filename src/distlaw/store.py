@@ -98,7 +98,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at REAL,
     ended_at REAL
 );
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
+RUNS_DIR_KEY = "runs_dir"
 
 
 @dataclass(frozen=True)
@@ -157,8 +162,19 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def runs_dir_of(store_path: str | os.PathLike[str]) -> Path:
-    """The run folders of the store at ``store_path``: ``RUNS.db`` -> ``RUNS.runs`` (absolute)."""
+    """The default run folders of the store at ``store_path``: ``RUNS.db`` -> ``RUNS.runs`` (absolute)."""
     return Path(store_path).resolve().with_suffix(".runs")
+
+
+def resolve_runs_dir(store_path: str | os.PathLike[str], runs_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where the run folders of the store at ``store_path`` are, or will be once a sweep runs: the folder
+    recorded in the store, else ``runs_dir``, else the default; a ``runs_dir`` other than the recorded one
+    is a DistlawError. Writes nothing (a store that does not exist yet is not created)."""
+    if not Path(store_path).is_file():
+        check_store(Path(store_path))
+        return runs_dir_of(store_path) if runs_dir is None else Path(runs_dir).resolve()
+    with RunStore(store_path, create=False) as store:
+        return store.check_runs_dir(runs_dir)
 
 
 def check_store(path: Path, create: bool = True) -> Path:
@@ -200,8 +216,34 @@ class RunStore:
 
     @property
     def runs_dir(self) -> Path:
-        """Folder beside the database holding one directory per run (absolute: paths get stored)."""
-        return runs_dir_of(self.path)
+        """Folder holding one directory per run (absolute: paths get stored): the one recorded at the
+        store's first sweep run (``pin_runs_dir``), else ``RUNS.runs`` beside the database."""
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (RUNS_DIR_KEY,)).fetchone()
+        return runs_dir_of(self.path) if row is None else Path(row[0])
+
+    def check_runs_dir(self, runs_dir: str | os.PathLike[str] | None) -> Path:
+        """The run folders for a sweep run given ``runs_dir`` (None: the store's): refuses one that differs
+        from the folder recorded, or from the default where runs already started there before any was recorded."""
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (RUNS_DIR_KEY,)).fetchone()
+        if runs_dir is None:
+            return self.runs_dir
+        asked = Path(runs_dir).resolve()
+        if row is not None and asked != Path(row[0]):
+            raise DistlawError(f"--runs-dir {runs_dir}: the run folders of {self.path} are in {row[0]} (recorded at its first run); "
+                               "leave --runs-dir out, or use a new store")
+        started = self._db.execute("SELECT 1 FROM runs WHERE status != 'planned' UNION SELECT 1 FROM jobs").fetchone()
+        if row is None and started is not None and asked != runs_dir_of(self.path):
+            raise DistlawError(f"--runs-dir {runs_dir}: runs of {self.path} already started in {runs_dir_of(self.path)}; "
+                               "leave --runs-dir out, or use a new store")
+        return asked
+
+    def pin_runs_dir(self, runs_dir: str | os.PathLike[str] | None = None) -> Path:
+        """Record where the run folders live (``runs_dir``, else the default) unless the store has them
+        already; returns them. A different ``runs_dir`` later is a DistlawError (``check_runs_dir``)."""
+        with self._write() as db:
+            folder = self.check_runs_dir(runs_dir)
+            db.execute("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (RUNS_DIR_KEY, str(folder)))
+        return self.runs_dir
 
     def run_dir(self, name: str) -> Path:
         return self.runs_dir / name

@@ -10,21 +10,21 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from distlaw.cli.common import console, fmt, print_json, print_table, warn_size
+from distlaw.cli.common import console, fmt, print_json, print_table, print_warnings, warn_size
 from distlaw.compute import short_count
 from distlaw.errors import DistlawError
 from distlaw.io import TABLE_SUFFIXES, check_output_path, write_table
 from distlaw.lab.protocols import SlurmResources, built_sizes, load_config, shipped_configs
 from distlaw.lab.shared import is_shared_job
-from distlaw.lab.sweep import cancel_sweep, make_executor, plan_sweep, plan_totals, run_sweep
+from distlaw.lab.sweep import cancel_sweep, live_states, make_executor, plan_sweep, plan_totals, run_sweep
 from distlaw.store import STATUSES, JobRecord, RunStore, runs_table
 
 ConfigArgument = Annotated[Path, typer.Argument(
     help=f"Sweep config: a TOML file, or the name of one shipped with distlaw ({', '.join(shipped_configs())}).", show_default=False)]
-StoreOption = Annotated[Path, typer.Option("--store", "-s", help="Run store (SQLite), e.g. RUNS.db; run directories go to RUNS.runs/.")]
-NewStoreOption = Annotated[Path, typer.Option("--store", "-s", help="Run store (SQLite), e.g. RUNS.db, created with its parent folders if new; run directories go to RUNS.runs/.")]
+StoreOption = Annotated[Path, typer.Option("--store", "-s", help="Run store (SQLite), e.g. RUNS.db; its run directories are in RUNS.runs/, or the --runs-dir of its first run.")]
+NewStoreOption = Annotated[Path, typer.Option("--store", "-s", help="Run store (SQLite), e.g. RUNS.db, created with its parent folders if new; run directories go to RUNS.runs/ (or --runs-dir).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-SLURM_HELP = "Slurm (--executor slurm): overrides [executor.slurm] of the config for every job."
+SLURM_HELP = "Slurm (--executor slurm): overrides \\[executor.slurm] of the config for every job."
 
 sweep_app = typer.Typer(
     help=(
@@ -39,9 +39,11 @@ sweep_app = typer.Typer(
 runs_app = typer.Typer(help="Look at the runs in a run store and export them as the runs table `distlaw fit` reads.", no_args_is_help=True)
 
 
-def _record_rows(store: RunStore, sweep: str | None, status: str | None = None) -> list[dict]:
+def _record_rows(store: RunStore, sweep: str | None, status: str | None = None, live: dict[str, str] | None = None) -> list[dict]:
+    """One dict per run; ``live``: run name -> its job's state now, where the backend was asked (``live_states``)."""
     members = store.memberships(sweep)
     jobs = store.jobs()
+    live = live or {}
     return [
         {
             "name": r.name,
@@ -56,6 +58,7 @@ def _record_rows(store: RunStore, sweep: str | None, status: str | None = None) 
             "wall_time_s": r.wall_time_s,
             "error": r.error,
             **_job_fields(jobs.get(r.name)),
+            "live_state": live.get(r.name),
         }
         for r in store.records(sweep, status)
     ]
@@ -79,7 +82,13 @@ def _print_runs(title: str, rows: list[dict]) -> None:
     jobs = [row for row in rows if row["job_id"]]
     if jobs:
         print_table("jobs (last per run)", ["name", "executor", "job id", "state", "log"],
-                    [[r["name"], r["executor"], r["job_id"], r["job_state"], r["log"]] for r in jobs])
+                    [[r["name"], r["executor"], r["job_id"], _job_state(r), r["log"]] for r in jobs])
+
+
+def _job_state(row: dict) -> str:
+    """The job's state: the backend's now, with the store's beside it where they differ."""
+    live, stored = row.get("live_state"), row["job_state"]
+    return stored if live is None or live == stored else f"{live} (store: {stored})"
 
 
 def _print_errors(rows: list[dict]) -> None:
@@ -146,6 +155,7 @@ def run(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Train runs that failed before again.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no line per run: only the summary.")] = False,
     executor: Annotated[str, typer.Option("--executor", "-e", help="Where jobs run: local (processes here) or slurm (sbatch, one job per run; see docs/scale-out.md).")] = "local",
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where the run folders go (default RUNS.runs/ beside the store), e.g. on a file system every node sees while the store stays on local disk; recorded in the store at its first run, so later commands need not repeat it.", show_default=False)] = None,
     partition: Annotated[Optional[str], typer.Option(help=SLURM_HELP, rich_help_panel="Slurm")] = None,
     account: Annotated[Optional[str], typer.Option(help=SLURM_HELP, rich_help_panel="Slurm")] = None,
     qos: Annotated[Optional[str], typer.Option(help=SLURM_HELP, rich_help_panel="Slurm")] = None,
@@ -163,11 +173,13 @@ def run(
     Plans the config first (as `sweep plan`). Finished runs are skipped; a run interrupted by a crash
     or kill resumes from its last checkpoint, so rerunning after a kill gives the same runs table as
     an uninterrupted sweep. A run that fails is recorded with its error and its students are skipped.
-    Exits 1 if any run failed or could not start.
+    Exits 1 if any run failed or could not start. With --runs-dir the run folders (and Slurm's job files
+    and logs) go to that folder instead of RUNS.runs/; the store records it at its first run, and a
+    different --runs-dir later is refused.
 
     With --executor slurm each run (and each teacher cache or pruned model) is one Slurm job, submitted
-    when what it needs is done, with the resources of [executor.slurm] in the config (per role:
-    [executor.slurm.teacher], .student, .cache, .prune) and the options below on top; the requests are
+    when what it needs is done, with the resources of \\[executor.slurm] in the config (per role:
+    \\[executor.slurm.teacher], .student, .cache, .prune) and the options below on top; the requests are
     checked against the cluster before anything is submitted. This command stays the only writer of
     the store; killed and run again, it re-attaches to the jobs still queued or running. With
     --submit-and-exit it queues every job after the jobs it needs (afterok) and exits at once; a later
@@ -178,6 +190,8 @@ def run(
       distlaw sweep run micro --store micro.db --workers 2
 
       distlaw sweep run my-sweep.toml --store runs/my-sweep.db --executor slurm --partition gpu --time 4:00:00
+
+      distlaw sweep run my-sweep.toml --store ~/my-sweep.db --runs-dir /shared/runs/my-sweep --executor slurm
     """
     cfg = load_config(config)
     overrides = _slurm_overrides(partition=partition, account=account, qos=qos, time=time_limit, nodes=nodes,
@@ -185,7 +199,7 @@ def run(
     if executor != "slurm" and overrides.model_fields_set:
         raise DistlawError(f"--{sorted(overrides.model_fields_set)[0].replace('_', '-')} is a Slurm option: add --executor slurm")
     silent = json_output or quiet
-    backend = make_executor(executor, cfg, store, workers, progress=not silent, overrides=overrides)
+    backend = make_executor(executor, cfg, store, workers, progress=not silent, overrides=overrides, runs_dir=runs_dir)
     total = plan_sweep(cfg, store).unique
     with RunStore(store, create=False) as s:
         finished = s.counts(cfg.name)["done"]
@@ -209,7 +223,7 @@ def run(
                 console.print(f"[{finished}/{total}] {status} {name} {loss}", highlight=False, markup=False)
 
         outcome = run_sweep(cfg, store, retry_failed=retry_failed, progress=not silent, on_finish=report, executor=backend,
-                            submit_only=submit_and_exit)
+                            submit_only=submit_and_exit, runs_dir=runs_dir)
     with RunStore(store, create=False) as s:
         counts = s.counts(cfg.name)
         rows = _record_rows(s, cfg.name)
@@ -230,10 +244,16 @@ def run(
 
 
 def status(config: ConfigArgument, store: StoreOption, json_output: JsonOption = False) -> None:
-    """Show how far a sweep has got: counts by status and one line per run.
+    """Show how far a sweep has got: counts by status and one line per run, and each run's last job.
 
     A run shown as interrupted was left running by a process that no longer exists (killed or
-    crashed); `distlaw sweep run` resumes it from its last checkpoint.
+    crashed); `distlaw sweep run` resumes it from its last checkpoint (or re-attaches to its Slurm job).
+
+    The store holds job states as its coordinator (`sweep run`) last saw them. For Slurm jobs it has
+    as queued or running, Slurm is asked (sacct) for their state now: a job whose state has changed
+    shows both, e.g. "COMPLETED (store: RUNNING)" after the coordinator died ("live_state" beside
+    "job_state" in JSON). Nothing is written to the store. Where Slurm cannot be asked, the store's
+    states are shown, with one warning line.
 
     Example:
 
@@ -242,16 +262,20 @@ def status(config: ConfigArgument, store: StoreOption, json_output: JsonOption =
     cfg = load_config(config)
     with RunStore(store, create=False) as s:
         s.check_sweep(cfg.name)
+        live = live_states(s)
         counts = s.counts(cfg.name)
-        rows = _record_rows(s, cfg.name)
+        rows = _record_rows(s, cfg.name, live=live.states)
         caches = s.caches({row["teacher"] for row in rows if row["teacher"]})
+        runs_dir = s.runs_dir
+    warnings = [live.note] if live.note else []
+    print_warnings(warnings)
     if json_output:
-        print_json({"sweep": cfg.name, "counts": counts, "runs": rows, "teacher_caches": caches})
+        print_json({"sweep": cfg.name, "counts": counts, "runs_dir": str(runs_dir), "runs": rows, "teacher_caches": caches, "warnings": warnings})
         return
     interrupted = sum(row["status"] == "interrupted" for row in rows)
     note = f" ({interrupted} interrupted: `distlaw sweep run` resumes them)" if interrupted else ""
     console.print(f"sweep {cfg.name}: " + ", ".join(f"{counts[k]} {k}" for k in STATUSES) + note, highlight=False, markup=False)
-    _print_runs(f"runs of sweep {cfg.name} in {store}", rows)
+    _print_runs(f"runs of sweep {cfg.name} in {store} (run folders in {runs_dir})", rows)
     if caches:
         print_table("teacher caches (teacher inference paid once, shared by all the teacher's students)",
                     ["teacher", "k", "tokens", "FLOPs", "wall time s", "directory"],

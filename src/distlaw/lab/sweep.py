@@ -27,7 +27,7 @@ from distlaw.lab.executors import ROLES, Executor, Handle, JobState
 from distlaw.lab.executors.local import LocalExecutor
 from distlaw.lab.protocols import SlurmResources, SweepConfig, expand, train_flops
 from distlaw.lab.shared import build_cache_job, cache_plans, is_shared_job, prune_job, prune_plans, record_build
-from distlaw.store import PlannedRun, RunRecord, RunStore, runs_dir_of
+from distlaw.store import JobRecord, PlannedRun, RunRecord, RunStore, resolve_runs_dir
 
 SLURM_DIR = "slurm"  # inside RUNS.runs/: the Slurm jobs' submitit files and logs
 
@@ -128,18 +128,20 @@ def sweep_workers(config: SweepConfig, workers: int | None = None) -> int:
 
 
 def make_executor(kind: str, config: SweepConfig, store_path: str | os.PathLike[str], workers: int | None = None,
-                  progress: bool = True, overrides: SlurmResources | None = None) -> Executor:
-    """The backend ``kind`` (``local`` or ``slurm``) for the sweep; Slurm requests (the config's
-    ``[executor.slurm]`` per role, then ``overrides``) are checked against the cluster first, so a bad
-    one is a DistlawError before anything is submitted or written. ``workers``: jobs at once (Slurm:
-    else ``max_jobs``, else all that are ready)."""
+                  progress: bool = True, overrides: SlurmResources | None = None,
+                  runs_dir: str | os.PathLike[str] | None = None) -> Executor:
+    """The backend ``kind`` (``local`` or ``slurm``) for the sweep; ``runs_dir`` (as for ``run_sweep``) and
+    the Slurm requests (the config's ``[executor.slurm]`` per role, then ``overrides``) are checked first,
+    so a bad one is a DistlawError before anything is submitted or written. ``workers``: jobs at once
+    (Slurm: else ``max_jobs``, else all that are ready)."""
+    folder = resolve_runs_dir(store_path, runs_dir) / SLURM_DIR
     if kind == "local":
         return LocalExecutor(sweep_workers(config, workers), progress)
     if kind != "slurm":
         raise DistlawError(f"unknown executor '{kind}' (expected local or slurm)")
     slurm = _slurm_backend()
     resources = slurm.check_resources({role: config.executor.slurm.for_role(role, overrides) for role in ROLES})
-    return slurm.SlurmExecutor(runs_dir_of(store_path) / SLURM_DIR, resources, workers or config.executor.slurm.max_jobs)
+    return slurm.SlurmExecutor(folder, resources, workers or config.executor.slurm.max_jobs)
 
 
 def _slurm_backend() -> ModuleType:
@@ -207,6 +209,7 @@ def run_sweep(
     on_finish: Callable[[str, str], None] | None = None,
     executor: Executor | None = None,
     submit_only: bool = False,
+    runs_dir: str | os.PathLike[str] | None = None,
 ) -> SweepOutcome:
     """Plan (idempotently) and train every unfinished run of the sweep, teachers before students.
 
@@ -222,13 +225,20 @@ def run_sweep(
 
     ``submit_only``: hand the whole DAG to the backend (each job after its needs, e.g. Slurm's
     ``afterok``) and return without waiting; a later ``run_sweep`` collects the results.
+
+    ``runs_dir``: where the run folders go (e.g. a shared file system while the store stays on local
+    disk; default ``RUNS.runs`` beside the store), recorded in the store at its first run so that later
+    calls (and ``sweep status``, ``cancel_sweep``) find it; a different one later is a DistlawError. A
+    Slurm ``executor`` must be made with the same one (``make_executor``).
     """
     store_path = Path(store_path)
-    executor = executor or make_executor("local", config, store_path, workers, progress)
+    executor = executor or make_executor("local", config, store_path, workers, progress, runs_dir=runs_dir)
     if submit_only and not executor.dependencies:
         raise DistlawError(f"--submit-and-exit needs a backend that queues jobs after their needs (--executor slurm), not {executor.kind}")
+    resolve_runs_dir(store_path, runs_dir)  # refused before the plan is written
     plan_sweep(config, store_path)
     with RunStore(store_path) as store:
+        store.pin_runs_dir(runs_dir)
         records = store.records(config.name)
     retried = ("planned", "running", "failed") if retry_failed else ("planned", "running")
     outcome = SweepOutcome(
@@ -356,14 +366,14 @@ class _Coordinator:
 def cancel_sweep(config: SweepConfig, store_path: str | os.PathLike[str]) -> dict[str, str]:
     """Cancel the sweep's Slurm jobs still queued or running and record their runs failed (``cancelled``);
     returns run or build name -> Slurm job id."""
-    executor = _slurm_backend().SlurmExecutor(runs_dir_of(store_path) / SLURM_DIR, {})
     cancelled: dict[str, str] = {}
     with RunStore(store_path, create=False) as store:
+        executor = _slurm_backend().SlurmExecutor(store.runs_dir / SLURM_DIR, {})
         records = {r.name: r for r in store.records(config.name)}
         builds = {job.name for job in _jobs(config, Path(store_path), list(records.values()), ("planned", "running", "failed", "done"))
                   if not job.is_run}
         for name, row in store.jobs().items():
-            if row.executor != executor.kind or row.job_id is None or row.ended_at is not None or (name not in records and name not in builds):
+            if not _followed(row) or (name not in records and name not in builds):
                 continue
             executor.cancel(executor.attach(name, row.job_id, row.log))
             store.update_job(name, "CANCELLED", ended=True)
@@ -371,6 +381,33 @@ def cancel_sweep(config: SweepConfig, store_path: str | os.PathLike[str]) -> dic
                 store.fail(name, f"cancelled (Slurm job {row.job_id}, log {row.log})")
             cancelled[name] = row.job_id
     return cancelled
+
+
+@dataclass(frozen=True)
+class LiveStates:
+    """What the backend says now of the jobs the store has as queued or running (``live_states``)."""
+
+    states: dict[str, str]  # run or build name -> the backend's word for its state now (Slurm's RUNNING, COMPLETED, ...)
+    note: str | None = None  # why the backend could not be asked: the store's states stand
+
+
+def live_states(store: RunStore) -> LiveStates:
+    """Ask Slurm (through the executor seam, one ``sacct`` call) for the state now of every job the store
+    has as queued or running: the store only holds what its coordinator last saw, which is stale once
+    the coordinator died. Writes nothing (the coordinator is the store's only writer)."""
+    followed = {name: row.job_id for name, row in store.jobs().items() if _followed(row)}
+    if not followed:
+        return LiveStates({})
+    try:
+        native = _slurm_backend().SlurmExecutor(store.runs_dir / SLURM_DIR, {}).peek(sorted(set(followed.values())))
+    except DistlawError as exc:
+        return LiveStates({}, f"Slurm could not be asked ({str(exc).removeprefix('--executor slurm: ')}): job states are the store's, as its coordinator last saw them")
+    return LiveStates({name: native[job_id] for name, job_id in followed.items() if job_id in native})
+
+
+def _followed(row: JobRecord) -> bool:
+    """A job the store has as submitted and not ended, on a backend whose jobs outlive their coordinator."""
+    return row.executor == "slurm" and row.job_id is not None and row.ended_at is None
 
 
 def _settle_unreached(pending: list[_Job], store_path: Path, settle: Callable[[str, str], None]) -> None:
