@@ -189,3 +189,54 @@ def test_submit_and_exit_needs_a_backend_with_dependencies(tmp_path):
 
     with pytest.raises(DistlawError, match="--submit-and-exit needs"):
         run_sweep(CONFIG, tmp_path / "RUNS.db", progress=False, executor=LocalExecutor(1), submit_only=True)
+
+
+@pytest.mark.parametrize(("limit", "delay"), [(1, 20), (2, 80), (3, 90), (240, 90)])
+def test_slurm_signals_before_the_time_limit_but_never_in_a_jobs_first_10_s(limit, delay):
+    from distlaw.lab.executors.slurm import signal_delay_s
+
+    assert signal_delay_s(limit) == delay
+    # Slurm checks limits every 30 s and signals at the first check at most 30 s before the delay asked
+    assert all(60 * m - signal_delay_s(m) - 30 >= 10 and 0 < signal_delay_s(m) <= 90 for m in range(1, 2000))
+
+
+def _sbatch_script(tmp_path, monkeypatch, **resources) -> str:
+    """The sbatch script the Slurm backend writes for a teacher job with ``resources`` (no cluster needed)."""
+    import submitit
+
+    from distlaw.lab.executors.slurm import SlurmExecutor
+
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", staticmethod(lambda: 1))  # submitit looks for srun
+    executor = SlurmExecutor(tmp_path, {"teacher": SlurmResources(partition="gpu", **resources)})
+    return executor._executors["teacher"]._make_submission_file_text("python -m submitit.core._submit /x", "uid")
+
+
+def test_a_job_of_several_gpus_on_several_nodes_asks_one_task_per_gpu(tmp_path, monkeypatch):
+    script = _sbatch_script(tmp_path, monkeypatch, nodes=2, gpus_per_node=4, time="4:00:00", cpus_per_task=8)
+    flags = {line.split("=")[0].removeprefix("#SBATCH "): line.split("=", 1)[1] for line in script.splitlines() if line.startswith("#SBATCH --") and "=" in line}
+    assert (flags["--nodes"], flags["--ntasks-per-node"], flags["--gpus-per-node"], flags["--cpus-per-task"]) == ("2", "4", "4", "8")
+    assert (flags["--time"], flags["--signal"], flags["--partition"]) == ("240", "USR2@90", "gpu")
+    assert [line for line in script.splitlines() if line.startswith("srun ")][0].endswith("python -m submitit.core._submit /x")  # srun: 8 tasks
+    single = _sbatch_script(tmp_path, monkeypatch, time=1, tasks_per_node=2, sbatch={"signal": "USR2@5"})
+    assert "#SBATCH --ntasks-per-node=2" in single and "#SBATCH --signal=USR2@5" in single and "gpus-per-node" not in single
+
+
+def test_each_task_of_a_multi_node_job_joins_the_process_group_from_slurms_layout(monkeypatch):
+    from distlaw.lab.executors.slurm import SweepJob
+
+    def environment(progress: bool) -> dict:
+        return {key: os.environ.get(key) for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    slurm = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "77", "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NODELIST": "gpu[3-4]"}
+    for key, value in {**slurm, "SLURM_NTASKS": "8", "SLURM_NODEID": "1", "SLURM_PROCID": "5", "SLURM_LOCALID": "1"}.items():
+        monkeypatch.setenv(key, value)  # task 5 of a job of 2 nodes x 4 GPUs, as srun starts it on the second node
+    seen = SweepJob()(environment, False)
+    assert {k: v for k, v in seen.items() if k != "MASTER_PORT"} == {
+        "RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4", "MASTER_ADDR": "gpu3"}
+    assert 20000 <= int(seen["MASTER_PORT"]) <= 60000  # the same on every task: seeded by the job id
+    for key in seen:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert SweepJob()(environment, False) == dict.fromkeys(seen)  # one task: no process group

@@ -1,6 +1,7 @@
 """Sweeps through the real single-node Slurm (``--executor slurm``) against the local executor: the same
 runs table, failures recorded with their Slurm log, bad requests refused before anything is submitted,
-a SIGKILLed coordinator re-attaching to its jobs, cancel and requeue.
+a SIGKILLed coordinator re-attaching to its jobs (and `sweep status` asking Slurm meanwhile), cancel,
+requeue, jobs signalled at their time limit or preempted, run folders away from the store.
 
 Skipped without a running cluster (scripts/slurm-local.sh); in CI they fail instead."""
 
@@ -19,8 +20,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import TINY_SWEEP, require_service
+from test_cli_sweep import _dump
 from test_slurm_cluster import HINT, _node_up
 
+from distlaw.cli.common import console
 from distlaw.runs import read_runs
 from distlaw.store import RunStore
 
@@ -137,13 +140,18 @@ def _wait_for(what: str, check, process: subprocess.Popen | None = None, timeout
 
 def _mid_sweep(store: Path) -> list[tuple[str, str]]:
     """(run, Slurm job id) of jobs running with a resume checkpoint on disk, once a run is done."""
+    return _mid_run(store, lambda name, done: done)
+
+
+def _mid_run(store: Path, which) -> list[tuple[str, str]]:
+    """(run, Slurm job id) of the jobs running with a resume checkpoint on disk whose run ``which(name, any run done)``."""
     if not store.exists():
         return []
     with RunStore(store, create=False) as s:
         done = any(r.status == "done" for r in s.records())
         jobs = s.jobs()
         return [(name, job.job_id) for name, job in jobs.items()
-                if done and job.state == "RUNNING" and (s.run_dir(name) / "resume.pt").is_file()]  # fmt: skip
+                if which(name, done) and job.state == "RUNNING" and (s.run_dir(name) / "resume.pt").is_file()]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +263,7 @@ def test_no_sbatch_on_path_is_one_line_exit_2(slurm, cli, tmp_path, monkeypatch)
     assert not store.exists() and not _history(since, {"sup-N6256-D125120"})
 
 
-def test_a_sigkilled_coordinator_reattaches_and_submits_no_run_twice(slurm, cli, tmp_path, tiny_reference):
+def test_a_sigkilled_coordinator_reattaches_and_submits_no_run_twice(slurm, cli, tmp_path, tiny_reference, monkeypatch):
     config, expected = tiny_reference
     store = tmp_path / "RUNS.db"
     since = _now()
@@ -265,6 +273,18 @@ def test_a_sigkilled_coordinator_reattaches_and_submits_no_run_twice(slurm, cli,
     victim.wait(timeout=30)
     name, job_id = running[0]
     assert _status(cli, config, store)[name]["status"] == "interrupted"
+    before = _dump(store)  # sweep status asks Slurm for the state now and writes nothing
+    live = _wait_for("Slurm ahead of the store", lambda: (rows := _status(cli, config, store))[name]["live_state"] == "COMPLETED" and rows)
+    assert live[name]["job_state"] == "RUNNING" and not cli("sweep", "status", config, "--store", store, "--json").stderr
+    monkeypatch.setattr(console, "_width", 200)  # the jobs table on one line per job
+    assert "COMPLETED (store: RUNNING)" in cli("sweep", "status", config, "--store", store).stdout
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", str(tmp_path))  # Slurm cannot be asked: the store's states, and one line saying so
+    degraded = cli("sweep", "status", config, "--store", store, "--json")
+    monkeypatch.setenv("PATH", path)
+    assert degraded.code == 0 and degraded.stderr.count("\n") == 1 and "sacct is not on PATH" in degraded.stderr
+    assert {row["live_state"] for row in degraded.json()["runs"]} == {None} and degraded.json()["runs"][0]["job_state"]
+    assert _dump(store) == before
     restarted = _coordinator(config, store, tmp_path / "restarted.log")
     assert restarted.wait(timeout=600) == 0, (tmp_path / "restarted.log").read_text()
     actual = _table(cli, store, tmp_path / "slurm.csv")
@@ -350,3 +370,51 @@ def test_submit_and_exit_hands_the_dag_to_slurm_and_a_later_run_collects(slurm, 
     _assert_same_table(_table(cli, store, tmp_path / "slurm.csv"), expected)
     history = _final_history(since, set(expected["name"]))
     assert sorted(row["name"] for row in history) == sorted("distlaw-" + n for n in expected["name"])  # collected, not resubmitted
+
+
+def test_run_folders_on_a_shared_folder_while_the_store_stays_local(slurm, cli, tmp_path, tiny_reference):
+    config, expected = tiny_reference
+    store, shared = tmp_path / "local" / "RUNS.db", tmp_path / "shared" / "runs"
+    since = _now()
+    result = cli("sweep", "run", config, "--store", store, "--runs-dir", shared, "--executor", "slurm", "--json")
+    assert result.code == 0, result.stderr
+    _assert_same_table(_table(cli, store, tmp_path / "slurm.csv"), expected)
+    status = _status(cli, config, store)  # no --runs-dir: the store knows where its runs are
+    assert all(Path(row["log"]).parent == shared.resolve() / "slurm" and Path(row["log"]).is_file() for row in status.values())
+    assert all((shared / name / "result.json").is_file() for name in status) and len(status) == 4
+    assert {p.name for p in store.parent.iterdir()} <= {"RUNS.db", "RUNS.db-wal", "RUNS.db-shm"}  # nothing of the runs beside the store
+    jobs = _final_history(since, set(status))
+    again = cli("sweep", "run", config, "--store", store, "--executor", "slurm", "--json")
+    assert again.code == 0 and again.json()["skipped"] == 4 and _history(since, set(status)) == jobs  # nothing submitted
+    refused = cli("sweep", "run", config, "--store", store, "--executor", "slurm", "--runs-dir", tmp_path / "other")
+    assert refused.code == 2 and refused.stderr.count("\n") == 1 and "recorded at its first run" in refused.stderr, refused.stderr
+
+
+def test_jobs_signalled_at_their_time_limit_or_preempted_requeue_themselves_and_resume(slurm, cli, tmp_path, tiny_reference):
+    """USR2 as Slurm sends it before a job's time limit (the teacher's limit is 5 minutes: submitit counts a
+    signal after 80 % of the limit or 10 minutes before it as a timeout, so here any), then TERM and USR2 as on
+    preemption (a student-role job, with a day's limit): each job checkpoints (submitit pickles its call
+    again), requeues itself and resumes from its run's checkpoint. (Slurm itself would signal the teacher
+    3 minutes in: the test's own signal comes first, at a known point of the run.)"""
+    config, expected = tiny_reference
+    limited = _config(tmp_path, config.read_text() + "[executor.slurm.teacher]\ntime = 5\n")
+    store, teacher = tmp_path / "RUNS.db", "sup-N6256-D125120"
+    since = _now()
+    coordinator = _coordinator(limited, store, tmp_path / "run.log")
+    _, teacher_job = _wait_for("the teacher mid-run", lambda: _mid_run(store, lambda name, _: name == teacher), coordinator)[0]
+    subprocess.run(["scancel", "--signal=USR2", teacher_job], check=True)
+    student, student_job = _wait_for("a student mid-run", lambda: _mid_run(store, lambda name, _: name != teacher), coordinator)[0]
+    for sig in ("TERM", "USR2"):  # as submitit's SlurmJob._interrupt preempts a job
+        subprocess.run(["scancel", f"--signal={sig}", student_job], check=True)
+    assert coordinator.wait(timeout=600) == 0, (tmp_path / "run.log").read_text()
+    _assert_same_table(_table(cli, store, tmp_path / "slurm.csv"), expected)
+    history = _final_history(since, set(expected["name"]))
+    for job_id in (teacher_job, student_job):  # the same job ids, run again: never submitted twice
+        states = [row["state"] for row in history if row["id"] == job_id]
+        assert states[-1] == "COMPLETED" and set(states[:-1]) == {"REQUEUED"} and states[:-1], states
+    assert len({row["name"] for row in history}) == len(history) - sum(row["state"] == "REQUEUED" for row in history)
+    status = _status(cli, limited, store)
+    teacher_log, student_log = (Path(status[name]["log"]).read_text() + Path(status[name]["log"]).with_suffix(".out").read_text()
+                                for name in (teacher, student))  # submitit's warnings go to stderr, the rest to stdout
+    assert "this job is timed-out" in teacher_log and f"Requeued job {teacher_job} (99 remaining timeouts)" in teacher_log
+    assert "this job is preempted" in student_log and f"Requeued job {student_job} (100 remaining timeouts)" in student_log

@@ -1,6 +1,7 @@
 """Where a sweep's jobs run: the seam between the sweep coordinator (``distlaw.lab.sweep``) and a backend.
 
-A backend only submits a job, reports its state and cancels it. Everything else is the
+A backend only submits a job, reports its state and cancels it (and, where its jobs outlive the
+coordinator, re-attaches to them and says what state they are in now). Everything else is the
 coordinator's: the DAG order, shared builds, retries, progress, and every write to the run store. A
 job is a picklable call (``Job.work``, given whether to show progress) that works in its run folder
 and returns a JSON-able dict; it never opens the store, so the store may stay on the coordinator's
@@ -81,6 +82,12 @@ class Executor(ABC):
         """The handle of a job submitted by an earlier coordinator, or None where jobs do not outlive their
         coordinator (then the run is submitted again and resumes from its checkpoint)."""
         return None
+
+    def peek(self, job_ids: list[str]) -> dict[str, str]:
+        """Job id -> the backend's word for the state now of jobs submitted earlier (by any coordinator),
+        asked without following or changing them (``sweep status``); ids it does not know are left out.
+        A DistlawError when the backend cannot be asked. Backends whose jobs end with their coordinator know none."""
+        return {}
 
     def close(self) -> None:
         """Release what the backend holds (worker processes)."""

@@ -3,15 +3,15 @@
 Resources come per role (``SlurmConfig.for_role``) and are checked against the cluster before
 anything is submitted (``check_resources``: partition, CPUs, GPUs, memory and nodes from ``sinfo``,
 then ``sbatch --test-only`` for the rest), so a bad request is one line and submits nothing. A job
-runs its work through submitit's ``Checkpointable``: preempted or timed out, it is requeued and the
-run resumes from its last periodic checkpoint (``resume.pt`` in its run folder), as it does after a
-plain ``scontrol requeue``. Jobs and their logs live in ``RUNS.runs/slurm/``; a restarted coordinator
-re-attaches to them by their Slurm job ids (``attach``).
+runs its work through submitit's ``Checkpointable``: signalled (USR2) before its time limit
+(``signal_delay_s``) or on preemption, it requeues itself and the run resumes from its last periodic
+checkpoint (``resume.pt`` in its run folder), as it does after a plain ``scontrol requeue``. Jobs and
+their logs live in ``RUNS.runs/slurm/``; a restarted coordinator re-attaches to them by their Slurm job
+ids (``attach``), and ``peek`` asks ``sacct`` for their state without following them (``sweep status``).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -32,6 +32,15 @@ PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"
 RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "RESIZING", "SIGNALING", "STAGE_OUT"}
 RESULT_GRACE_S = 30.0  # a COMPLETED job's result pickle may show up late on a network file system
 DEFAULT_MINUTES = 24 * 60  # a job's time limit when neither the config nor the partition sets one
+MAX_TIMEOUTS = 100  # requeues at the time limit before a job is failed (preemptions do not count)
+SIGNAL_DELAY_S = 90  # submitit's default: USR2 this long before a job's time limit
+
+
+def signal_delay_s(time_min: int) -> int:
+    """How long before its time limit Slurm signals a job to checkpoint and requeue: submitit's 90 s, less
+    under 3 minutes. Slurm checks limits every 30 s and may signal up to 30 s early; this way the signal
+    never comes in a job's first 10 s, before submitit has set its handler (USR2 would then kill the job)."""
+    return max(0, min(SIGNAL_DELAY_S, 60 * time_min - 40))
 
 
 def minutes(value: int | str) -> int:
@@ -144,7 +153,7 @@ class SweepJob(Checkpointable):
     layout, the first node's address as rendezvous; rank 0 writes the run folder."""
 
     def __call__(self, work: Any, progress: bool) -> dict[str, Any]:
-        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        if submitit.JobEnvironment().num_tasks > 1:  # every GPU of the node stays visible: task i trains on cuda:LOCAL_RANK
             TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         return guarded(work, progress)
 
@@ -162,9 +171,10 @@ class SlurmExecutor(Executor):
         self._executors: dict[str, Any] = {}
         self._sbatch = {role: dict(res.sbatch) for role, res in resources.items()}
         for role, res in resources.items():
-            executor = submitit.SlurmExecutor(folder=self.folder, max_num_timeout=100)
+            executor = submitit.SlurmExecutor(folder=self.folder, max_num_timeout=MAX_TIMEOUTS)
+            limit = minutes(res.time or DEFAULT_MINUTES)
             executor.update_parameters(
-                partition=res.partition, account=res.account, qos=res.qos, time=minutes(res.time or DEFAULT_MINUTES),
+                partition=res.partition, account=res.account, qos=res.qos, time=limit, signal_delay_s=signal_delay_s(limit),
                 nodes=res.nodes or 1, ntasks_per_node=tasks_per_node(res), gpus_per_node=res.gpus_per_node or None,
                 cpus_per_task=res.cpus_per_task, mem=res.mem, constraint=res.constraint, additional_parameters=dict(res.sbatch),
             )  # fmt: skip
@@ -211,6 +221,16 @@ class SlurmExecutor(Executor):
 
     def cancel(self, handle: Handle) -> None:
         handle.ref.cancel(check=False)
+
+    def peek(self, job_ids: list[str]) -> dict[str, str]:
+        """One ``sacct`` call: each job's state now, of its latest attempt (the first word: ``CANCELLED by 0`` -> ``CANCELLED``)."""
+        if shutil.which("sacct") is None:
+            raise DistlawError("sacct is not on PATH (no Slurm client on this machine)")
+        out = _run("sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(job_ids))
+        if out.returncode != 0:
+            raise DistlawError(f"sacct failed: {(out.stderr.strip().splitlines() or ['no answer'])[0]}")
+        rows = (line.split("|") for line in out.stdout.splitlines() if "|" in line)
+        return {job_id: (state.split() or ["UNKNOWN"])[0] for job_id, state, *_ in rows}
 
 
 def _trace_reason(trace: str) -> str:
