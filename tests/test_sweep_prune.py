@@ -131,3 +131,12 @@ def test_prune_distill_sweep_of_gpt_neox_teachers(tmp_path):
         model = load_model(store.run_dir(student))
         assert type(model).__name__ == "GPTNeoXForCausalLM" and model.config.num_hidden_layers == 2
         assert len(table) == 3 and table["loss"].notna().all()
+
+
+def test_a_qwen2_sweep_plans_pruned_students_whose_width_is_not_heads_times_head_dim():
+    """Pruned Llama-family students keep the head width: d_model 7 with one head of 8 must be a valid Qwen2 config."""
+    cfg = SweepConfig.model_validate({**SWEEP, "model": {"aspect_ratio": 8, "head_dim": 8, "family": "qwen2"},
+                                      "protocol": [{"type": "prune-distill", "teachers": [35000], "teacher_ratio": 5, "students": [3000]}]})
+    student = next(r.spec for r in expand(cfg) if r.role == "student")
+    assert (student.shape.n_heads, student.shape.head_dim) == (1, 8) and student.shape.d_model != 8
+    assert student.non_embedding_params == pytest.approx(3000, rel=0.03)  # counted on the qwen2 model itself

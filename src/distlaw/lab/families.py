@@ -71,7 +71,8 @@ def config_like(template: PretrainedConfig, shape: ModelShape) -> PretrainedConf
         config.num_key_value_heads = shape.n_kv_heads or shape.n_heads
     elif shape.n_kv_heads not in (None, shape.n_heads):
         raise DistlawError(f"{family} models have no grouped key/value heads")
-    if getattr(config, "head_dim", None) is not None:
+    qwen2_width = family == "qwen2" and shape.head_dim * shape.n_heads != shape.d_model  # its attention reads a head_dim its config lacks
+    if getattr(config, "head_dim", None) is not None or qwen2_width:
         config.head_dim = shape.head_dim
     elif shape.head_dim * shape.n_heads != shape.d_model:
         raise DistlawError(f"{family} models need d_model = heads x head_dim, got {shape.d_model} != {shape.n_heads} x {shape.head_dim}")
