@@ -10,7 +10,6 @@ their norm gains and biases sliced as they are (Minitron); see the package docst
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -129,10 +128,7 @@ def cut(model: PreTrainedModel, selection: Selection, layers: Sequence[int] | No
         "n_kv_heads": None if teacher.n_kv_heads is None else kept_groups,
         "attention_head_dim": None if heads * teacher.head_dim == hidden else teacher.head_dim,
     })
-    template = copy.deepcopy(model.config)
-    if not layout.coupled:
-        template.head_dim = teacher.head_dim
-    config = config_like(template, shape)
+    config = config_like(model.config, shape)
     if getattr(model.config, "layer_types", None):
         config.layer_types = [model.config.layer_types[i] for i in layers]
     ratio = teacher.d_model / hidden
