@@ -228,7 +228,8 @@ def test_each_task_of_a_multi_node_job_joins_the_process_group_from_slurms_layou
         return {key: os.environ.get(key) for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
 
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv(key, "")  # records the state before the test, so teardown removes what SweepJob sets
+        monkeypatch.delenv(key)
     slurm = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "77", "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NODELIST": "gpu[3-4]"}
     for key, value in {**slurm, "SLURM_NTASKS": "8", "SLURM_NODEID": "1", "SLURM_PROCID": "5", "SLURM_LOCALID": "1"}.items():
         monkeypatch.setenv(key, value)  # task 5 of a job of 2 nodes x 4 GPUs, as srun starts it on the second node
