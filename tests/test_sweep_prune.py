@@ -49,6 +49,19 @@ def test_every_teacher_is_pruned_to_each_smaller_student_size_on_equal_tokens():
     assert totals["pruned students"]["runs"] == 3 and totals["pruned students"]["tokens"] == 3 * 4096
 
 
+@pytest.mark.parametrize(("options", "passes"), [
+    ({}, 3), ({"method": "activation"}, 1), ({"depth": 1}, 3 + 2 + 1), ({"depth": 1, "depth_importance": "cosine"}, 4),
+    ({"keep_layers": "0:1", "method": "activation"}, 1),
+])
+def test_calibration_flops_count_the_forward_passes_of_each_importance(options, passes):
+    """2 N_T per token and forward pass: mask gradients forward + backward (3), activations 1, depth by loss
+    one pass per skipped layer of the 2-layer teacher plus the unpruned one, by cosine 1."""
+    runs = expand(config(teachers=[6256], teacher_ratio=10, students=[1500], student_ratio=40, calibration_tokens=4096, **options))
+    teacher = next(r.spec for r in runs if r.role == "teacher")
+    assert teacher.shape.n_layers == 2
+    assert plan_totals(runs)["pruned students"]["flops"] == 2.0 * teacher.non_embedding_params * 4096 * passes
+
+
 def test_a_student_larger_than_every_teacher_is_an_error():
     with pytest.raises(DistlawError, match="no student size is smaller than a teacher"):
         expand(config(teachers=[6256], students=[7000]))

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from distlaw.compute import ModelShape
 from distlaw.errors import DistlawError
@@ -150,6 +152,17 @@ def check_request(teacher_dir: Path, *, sparsity: float | None, target_params: i
     if depth or keep_layers is not None:
         check_depth_prunable(config, where)
     return kept
+
+
+def calibration_passes(options: Mapping[str, Any], n_layers: int) -> float:
+    """Forward-pass equivalents per calibration token of a pruning (``PruneInit`` options): width importance
+    by mask gradients is a forward and a backward pass (3), by activations a forward pass (1); depth
+    importance by loss is one forward pass per skipped layer plus the unpruned one (n_layers + 1), by
+    cosine one pass; ``keep_layers`` given explicitly costs nothing."""
+    width = 3.0 if options.get("method", "mask-gradient") == "mask-gradient" else 1.0
+    if not options.get("depth"):
+        return width
+    return width + (n_layers + 1.0 if options.get("depth_importance", "loss") == "loss" else 1.0)
 
 
 def kept_count(n_layers: int, init: PruneInit) -> int:

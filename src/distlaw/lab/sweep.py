@@ -26,7 +26,8 @@ from distlaw.lab.config import RunSpec
 from distlaw.lab.executors import ROLES, Executor, Handle, JobState
 from distlaw.lab.executors.local import LocalExecutor
 from distlaw.lab.protocols import SlurmResources, SweepConfig, expand, train_flops
-from distlaw.lab.shared import build_cache_job, cache_plans, is_shared_job, prune_job, prune_plans, record_build
+from distlaw.lab.pruned import calibration_passes
+from distlaw.lab.shared import CachePlan, PrunePlan, build_cache_job, cache_plans, is_shared_job, prune_job, prune_plans, record_build
 from distlaw.store import JobRecord, PlannedRun, RunRecord, RunStore, resolve_runs_dir
 
 SLURM_DIR = "slurm"  # inside RUNS.runs/: the Slurm jobs' submitit files and logs
@@ -65,7 +66,8 @@ def plan_sweep(config: SweepConfig, store_path: str | os.PathLike[str]) -> PlanS
 
 def plan_totals(runs: list[PlannedRun]) -> dict[str, dict[str, float]]:
     """Per protocol and role: number of runs, tokens and 6ND training FLOPs; then the teacher caches
-    to build (2 N_T D inference FLOPs) and the pruned students (6 N_T D calibration FLOPs), for ``sweep plan``."""
+    to build (2 N_T D inference FLOPs) and the pruned students (2 N_T D per forward-pass equivalent of their
+    importance measure, ``pruned.calibration_passes``), for ``sweep plan``."""
     totals: dict[str, dict[str, float]] = {}
     for run in runs:
         row = totals.setdefault(f"{run.protocol} {run.role}", {"runs": 0, "tokens": 0, "flops": 0.0})
@@ -73,17 +75,25 @@ def plan_totals(runs: list[PlannedRun]) -> dict[str, dict[str, float]]:
         row["tokens"] += run.spec.tokens
         row["flops"] += train_flops(run.spec)
     specs = {run.spec.name: run.spec for run in runs}
-    builds = (  # (label, planner, tokens of a plan, forward-pass equivalents per token)
-        ("teacher caches", cache_plans, lambda plan: plan.tokens, 2.0),  # inference: one forward pass
-        ("pruned students", prune_plans, lambda plan: plan.calibration_tokens, 6.0),  # importance: forward and backward
+
+    def cache_flops(plan: CachePlan) -> float:  # inference: one forward pass of 2 N_T FLOPs per token
+        return 2.0 * specs[plan.source].non_embedding_params * plan.tokens
+
+    def prune_flops(plan: PrunePlan) -> float:  # importance: the pruning method's forward-pass equivalents
+        source = specs[plan.source]
+        return 2.0 * source.non_embedding_params * plan.calibration_tokens * calibration_passes(dict(plan.options), source.shape.n_layers)
+
+    builds = (
+        ("teacher caches", cache_plans, lambda plan: plan.tokens, cache_flops),
+        ("pruned students", prune_plans, lambda plan: plan.calibration_tokens, prune_flops),
     )
-    for label, plans_of, tokens_of, flops_per_param in builds:
+    for label, plans_of, tokens_of, flops_of in builds:
         plans = {plan.directory: plan for plan in plans_of(Path("."), list(specs.values())).values()}.values()
         if plans:  # a source outside the sweep (a checkpoint directory) has no spec here: its FLOPs are not counted
             totals[label] = {
                 "runs": len(plans),
                 "tokens": sum(tokens_of(p) for p in plans),
-                "flops": sum(flops_per_param * specs[p.source].non_embedding_params * tokens_of(p) for p in plans if p.source in specs),
+                "flops": sum(flops_of(p) for p in plans if p.source in specs),
             }
     return totals
 
