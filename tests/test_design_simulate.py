@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from distlaw.design.simulate import Pilot, Target, simulate
+from distlaw.design.pilot import Pilot, Target
+from distlaw.design.simulate import simulate
 from distlaw.fitting import SUPERVISED, fit
 from distlaw.fitting.batch import fit_problems
 from distlaw.laws import load_coefficients, supervised_loss
@@ -65,6 +66,7 @@ def test_without_noise_every_replicate_recovers_the_truth(target):
     assert pred == pytest.approx(np.full((1, 4), target.truth(PRIOR)), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_spread_grows_with_the_noise_and_is_centred_on_the_truth():
     target = Target(1e9, 2e10, teacher_loss=2.2)
     low, high = (simulate([small_pilot()], PRIOR, target, noise=s, replicates=24, seed=1)[0] for s in (0.002, 0.008))

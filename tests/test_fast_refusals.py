@@ -90,6 +90,11 @@ CASES = {
     "train: unknown --family": ["train", "--params", "5e3", "--tokens", "1e4", "--out", "x", "--family", "bert"],
     "distill: --like with --family": ["distill", "--params", "5e3", "--tokens", "1e4", "--teacher", "teacher", "--like", "teacher",
                                       "--family", "gpt2", "--out", "x"],
+    "design: budget smaller than one run": ["design", "--budget", "1e5", "--target", "student=1e6,tokens=2e7", "--out", "p.toml"],
+    "design: unreachable target": ["design", "--budget", "1e21", "--target", "student=1e9,tokens=2e10,teacher-loss=1.0", "--out", "p.toml"],
+    "design: malformed target": ["design", "--budget", "1e21", "--target", "student=1e9", "--out", "p.toml"],
+    "design: two budgets": ["design", "--budget", "1e21", "--gpu-hours", "5", "--target", "student=1e9,tokens=2e10", "--out", "p.toml"],
+    "design: out not toml": ["design", "--budget", "1e21", "--target", "student=1e9,tokens=2e10", "--out", "p.csv"],
 }
 
 

@@ -121,7 +121,11 @@ def plan(config: ConfigArgument, store: NewStoreOption, json_output: JsonOption 
 
       type = "prune-distill" (capacity gap, Zhang et al.): teachers, teacher_ratio (20), students
       (target sizes: each teacher is pruned to each smaller one, then distilled), student_ratio (20),
-      calibration_tokens
+      calibration_tokens, method (mask-gradient | activation), depth (layers dropped) with
+      depth_importance (loss | cosine), or keep_layers ("4:-4", "0,1,5"); see docs/pruning.md
+
+      type = "runs" (what distlaw design writes): supervised = [[params, tokens], ...] and
+      distilled = [[params, tokens, teacher], ...], teacher the 0-based index of a supervised run
 
     Every protocol also takes baselines (true: train each student supervised too) and ratio_range
     ([1, 2000]: IsoFLOP points with D/N outside it are dropped).

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distlaw.design.simulate import Pilot
+from distlaw.design.pilot import Pilot
 from distlaw.errors import DistlawError
 
 TEACHER_RATIO = 20.0

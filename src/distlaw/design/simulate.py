@@ -15,55 +15,14 @@ sampling spread around the optimum it would find; it does not model a multi-star
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from distlaw.fitting.batch import fit_problems
 from distlaw.fitting.models import DISTILLATION, SUPERVISED
+from distlaw.design.pilot import Pilot, Target
 from distlaw.laws import Coefficients, student_loss, supervised_loss
-
-TEACHER_INFERENCE = 2.0  # forward FLOPs per parameter and token of an online teacher (Eq. 9)
-
-
-@dataclass(frozen=True)
-class Pilot:
-    """Runs of a pilot: supervised (``sup_params``, ``sup_tokens``) and distilled (``dist_params``,
-    ``dist_tokens``, ``dist_teacher``: index of the teacher among the supervised runs)."""
-
-    sup_params: np.ndarray
-    sup_tokens: np.ndarray
-    dist_params: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    dist_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    dist_teacher: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
-    label: str = ""
-
-    @property
-    def runs(self) -> int:
-        return len(self.sup_params) + len(self.dist_params)
-
-    def flops(self) -> float:
-        """Training compute 6 N D of every run plus online teacher inference 2 N_T D_S (Eq. 9)."""
-        sup = 6.0 * np.sum(self.sup_params * self.sup_tokens)
-        teachers = self.sup_params[self.dist_teacher] if len(self.dist_params) else np.zeros(0)
-        dist = np.sum((6.0 * self.dist_params + TEACHER_INFERENCE * teachers) * self.dist_tokens)
-        return float(sup + dist)
-
-
-@dataclass(frozen=True)
-class Target:
-    """The prediction a pilot is for: a student of ``params`` on ``tokens``, distilled from a teacher of
-    loss ``teacher_loss`` (None: trained supervised)."""
-
-    params: float
-    tokens: float
-    teacher_loss: float | None = None
-
-    def truth(self, coefficients: Coefficients) -> float:
-        if self.teacher_loss is None:
-            return float(supervised_loss(self.params, self.tokens, coefficients.require("supervised")))
-        return float(student_loss(self.params, self.tokens, self.teacher_loss, coefficients))
-
 
 def _padded(columns: Sequence[Sequence[np.ndarray]], reps: int) -> tuple[list[np.ndarray], np.ndarray]:
     """Stack per-design column arrays (design d: arrays of n_d values) into (designs * reps, n_max) arrays
@@ -75,6 +34,70 @@ def _padded(columns: Sequence[Sequence[np.ndarray]], reps: int) -> tuple[list[np
         stacked.append(np.repeat(np.array(rows, dtype=float), reps, axis=0))
     weights = np.repeat(np.array([[1.0] * len(c[0]) + [0.0] * (n_max - len(c[0])) for c in columns]), reps, axis=0)
     return stacked, weights
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Replicated pilot data, one problem a row: supervised (N, D, loss) and distilled (N_S, D_S, L_T, loss),
+    with weights (0: padding)."""
+
+    sup: dict[str, np.ndarray]
+    sup_weights: np.ndarray
+    dist: dict[str, np.ndarray]
+    dist_weights: np.ndarray
+
+    def tiled(self, k: int, rng: np.random.Generator) -> Draws:
+        """Every problem repeated ``k`` times with bootstrap weights: its runs resampled with replacement
+        (supervised and distilled runs separately, as ``distlaw fit --bootstrap``), padding kept at 0."""
+        def resample(weights: np.ndarray) -> np.ndarray:
+            rows = np.repeat(weights, k, axis=0)
+            out = np.zeros_like(rows)
+            for i, row in enumerate(rows):
+                real = np.flatnonzero(row > 0)
+                np.add.at(out[i], rng.choice(real, size=len(real)), 1.0)
+            return out
+        rep = lambda cols: {c: np.repeat(v, k, axis=0) for c, v in cols.items()}  # noqa: E731
+        return Draws(rep(self.sup), resample(self.sup_weights), rep(self.dist), resample(self.dist_weights))
+
+
+def draw(pilots: Sequence[Pilot], truth: Coefficients, *, noise: float, replicates: int, rng: np.random.Generator,
+         distilled: bool = True) -> Draws:
+    """Losses of every pilot ``replicates`` times: L exp(noise z) from ``truth``; a student's teacher loss is
+    its teacher's drawn loss, as a real pilot measures it. Rows: pilot-major, replicate-minor."""
+    (sup_n, sup_d), sup_w = _padded([(p.sup_params, p.sup_tokens) for p in pilots], replicates)
+    sup_loss = supervised_loss(sup_n, sup_d, truth.require("supervised")) * np.exp(noise * rng.standard_normal(sup_n.shape))
+    sup = {"N": sup_n, "D": sup_d, "loss": sup_loss}
+    if not distilled:
+        return Draws(sup, sup_w, {}, np.zeros((len(sup_n), 0)))
+    (ns, ds, teacher), dist_w = _padded([(p.dist_params, p.dist_tokens, p.dist_teacher) for p in pilots], replicates)
+    lt = np.take_along_axis(sup_loss, teacher.astype(int), axis=1)
+    loss = student_loss(ns, ds, lt, truth) * np.exp(noise * rng.standard_normal(ns.shape))
+    return Draws(sup, sup_w, {"N": ns, "D": ds, "LT": lt, "loss": loss}, dist_w)
+
+
+def refit(draws: Draws, target: Target, start_sup: Mapping[str, float] | np.ndarray, start_dist: Mapping[str, float] | np.ndarray | None,
+          fixed: Mapping[str, Mapping[str, float]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Fit both laws on every row of ``draws`` and predict the target: (predictions, supervised fits,
+    distillation fits). The distillation law sees each row's own Ltilde_S (Eq. 8)."""
+    fixed = fixed or {}
+    sup = draws.sup
+    sup_fit = fit_problems(SUPERVISED, sup, sup["loss"], start_sup, weights=draws.sup_weights, fixed=fixed.get("supervised"))
+    if target.teacher_loss is None:
+        return _supervised_at(sup_fit, target), sup_fit, None
+    dist = draws.dist
+    ltilde = _supervised(sup_fit, dist["N"], dist["D"])
+    ok = np.isfinite(ltilde).all(1)
+    ltilde[~ok] = 1.0  # failed supervised fits: the row is dropped below
+    dist_fit = fit_problems(DISTILLATION, {**dist, "Ltilde": ltilde}, dist["loss"], start_dist, weights=draws.dist_weights,
+                            fixed=fixed.get("distillation"))
+    dist_fit[~ok] = np.nan
+    log = DISTILLATION.prepare({"N": np.array([target.params]), "D": np.array([target.tokens]),
+                                "LT": np.array([target.teacher_loss]), "Ltilde": np.ones(1)})
+    return _student_at(dist_fit, log, _supervised_at(sup_fit, target)), sup_fit, dist_fit
+
+
+def _starts(coefficients: Coefficients, distilled: bool) -> tuple[dict[str, float], dict[str, float] | None]:
+    return coefficients.require("supervised").as_dict(), coefficients.require("distillation").as_dict() if distilled else None
 
 
 def simulate(
@@ -90,35 +113,39 @@ def simulate(
 ) -> np.ndarray:
     """Target predictions (pilots, replicates) from refits of noisy losses drawn from ``truth``.
 
-    ``start`` (default: ``truth``) is where every fit begins, the prior the designer believes when
-    ``truth`` is a perturbation of it; ``fixed`` holds coefficients per law (``{"supervised": {"gamma":
-    1.0}}``) as ``distlaw fit --fix`` would."""
-    fixed = fixed or {}
-    start = start or truth
-    rng = np.random.default_rng(seed)
-    reps, n_pilots = replicates, len(pilots)
-    sup_cols, sup_w = _padded([(p.sup_params, p.sup_tokens) for p in pilots], reps)
-    sup_n, sup_d = sup_cols
-    sup_obs = supervised_loss(sup_n, sup_d, truth.require("supervised")) * np.exp(noise * rng.standard_normal(sup_n.shape))
-    sup_fit = fit_problems(SUPERVISED, {"N": sup_n, "D": sup_d}, sup_obs, start.require("supervised").as_dict(), weights=sup_w,
-                           fixed=fixed.get("supervised"))
-    if target.teacher_loss is None:
-        return _supervised_at(sup_fit, target).reshape(n_pilots, reps)
+    ``start`` (default: ``truth``) is where every fit begins; ``fixed`` holds coefficients per law
+    (``{"supervised": {"gamma": 1.0}}``) as ``distlaw fit --fix`` would."""
+    distilled = target.teacher_loss is not None
+    draws = draw(pilots, truth, noise=noise, replicates=replicates, rng=np.random.default_rng(seed), distilled=distilled)
+    predictions, _, _ = refit(draws, target, *_starts(start or truth, distilled), fixed=fixed)
+    return predictions.reshape(len(pilots), replicates)
 
-    dist_cols, dist_w = _padded([(p.dist_params, p.dist_tokens, p.dist_teacher) for p in pilots], reps)
-    ns, ds, teacher = dist_cols[0], dist_cols[1], dist_cols[2].astype(int)
-    lt = np.take_along_axis(sup_obs, teacher, axis=1)  # a student sees its teacher's measured loss
-    obs = student_loss(ns, ds, lt, truth) * np.exp(noise * rng.standard_normal(ns.shape))
-    ltilde = _supervised(sup_fit, ns, ds)
-    ok = np.isfinite(ltilde).all(1)
-    ltilde[~ok] = 1.0  # failed supervised fits: the row is dropped below
-    dist_fit = fit_problems(DISTILLATION, {"N": ns, "D": ds, "LT": lt, "Ltilde": ltilde}, obs, start.require("distillation").as_dict(),
-                            weights=dist_w, fixed=fixed.get("distillation"))
-    dist_fit[~ok] = np.nan
-    log = DISTILLATION.prepare({"N": np.array([target.params]), "D": np.array([target.tokens]),
-                                "LT": np.array([target.teacher_loss]), "Ltilde": np.ones(1)})
-    ltilde_target = _supervised_at(sup_fit, target)
-    return _student_at(dist_fit, log, ltilde_target).reshape(n_pilots, reps)
+
+def coverage(
+    pilot: Pilot,
+    truth: Coefficients,
+    target: Target,
+    *,
+    noise: float = 0.005,
+    replicates: int = 40,
+    bootstrap: int = 100,
+    level: float = 0.9,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a user of this pilot would be told, ``replicates`` times: the target prediction of each
+    replicate's fit and its ``level`` bootstrap interval (``bootstrap`` resamples, each warm-started from
+    the replicate's fit, as ``distlaw fit --bootstrap``). Returns (estimates, lower, upper)."""
+    from distlaw.intervals import interval_around
+
+    rng = np.random.default_rng(seed)
+    distilled = target.teacher_loss is not None
+    draws = draw([pilot], truth, noise=noise, replicates=replicates, rng=rng, distilled=distilled)
+    estimates, sup_fit, dist_fit = refit(draws, target, *_starts(truth, distilled))
+    resampled = draws.tiled(bootstrap, rng)
+    start_dist = None if dist_fit is None else np.repeat(dist_fit, bootstrap, axis=0)
+    samples, _, _ = refit(resampled, target, np.repeat(sup_fit, bootstrap, axis=0), start_dist)
+    lower, upper, _ = interval_around(estimates, samples.reshape(replicates, bootstrap).T, level)
+    return estimates, lower, upper
 
 
 def _supervised(fitted: np.ndarray, n: np.ndarray, d: np.ndarray) -> np.ndarray:

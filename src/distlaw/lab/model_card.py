@@ -24,7 +24,7 @@ PAPERS = {
 }
 METHODS = {  # pruning importance, as ``distlaw prune --method`` names it
     "mask-gradient": "mask-gradient: mean |dLoss/dmask| per head, neuron and hidden unit (Zhang et al. 2023)",
-    "activation": "activation: mean activation magnitude per unit on calibration tokens (Minitron, Muralidharan et al. 2024)",
+    "activation": "activation: per unit, the L2 norm of its activations over each calibration window, averaged over windows (Minitron, Muralidharan et al. 2024)",
 }
 DEPTH = {  # layer importance, as ``distlaw prune --depth-importance`` names it
     "loss": "the loss increase when the layer is skipped",

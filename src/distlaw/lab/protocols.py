@@ -124,6 +124,25 @@ class PruneDistill(_Protocol):
     depth_importance: Literal["loss", "cosine"] = "loss"
 
 
+class ExplicitRuns(_Protocol):
+    """A pilot given run by run (what ``distlaw design`` writes): supervised runs ``[params, tokens]`` and
+    distilled runs ``[params, tokens, teacher]``, ``teacher`` the 0-based index of a supervised run."""
+
+    type: Literal["runs"]
+    baselines: bool = False  # the supervised runs are listed
+    supervised: list[tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]] = Field(min_length=1)
+    distilled: list[tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)], Annotated[int, Field(ge=0)]]] = []
+
+    @field_validator("distilled")
+    @classmethod
+    def _teachers_listed(cls, value: list, info) -> list:
+        supervised = info.data.get("supervised") or []
+        for params, _, teacher in value:
+            if teacher >= len(supervised):
+                raise ValueError(f"distilled run of {params:g} parameters names teacher {teacher}, but there are {len(supervised)} supervised runs")
+        return value
+
+
 class SlurmResources(BaseModel):
     """What one Slurm job asks for (sbatch's options; None: the cluster's default)."""
 
@@ -178,8 +197,8 @@ class ExecutorConfig(BaseModel):
     slurm: SlurmConfig = SlurmConfig()
 
 
-Protocol = Annotated[Union[FixedMIsoFLOP, IsoFLOPFixedM, FixedMFixedM, PruneDistill], Field(discriminator="type")]
-PROTOCOL_TYPES = ("fixedm-isoflop", "isoflop-fixedm", "fixedm-fixedm", "prune-distill")
+Protocol = Annotated[Union[FixedMIsoFLOP, IsoFLOPFixedM, FixedMFixedM, PruneDistill, ExplicitRuns], Field(discriminator="type")]
+PROTOCOL_TYPES = ("fixedm-isoflop", "isoflop-fixedm", "fixedm-fixedm", "prune-distill", "runs")
 
 
 class SweepConfig(BaseModel):
@@ -388,11 +407,29 @@ def _pruned_runs(builder: _Builder, protocol: PruneDistill, what: str) -> list[P
     return runs
 
 
-def _protocol_runs(builder: _Builder, index: int, protocol: FixedMIsoFLOP | IsoFLOPFixedM | FixedMFixedM | PruneDistill) -> list[PlannedRun]:
+def _explicit_runs(builder: _Builder, protocol: ExplicitRuns, what: str) -> list[PlannedRun]:
+    """Supervised runs (teachers first: those some distilled run names), then the distilled runs."""
+    supervised = []
+    for params, tokens in protocol.supervised:
+        shape = builder.shape(params)
+        supervised.append(builder.supervised(shape, builder.tokens(builder.sizer.params(shape), tokens, what)))
+    teaching = {teacher for _, _, teacher in protocol.distilled}
+    runs = [PlannedRun(supervised[i], protocol.type, "teacher") for i in sorted(teaching)]
+    runs += [PlannedRun(run, protocol.type, "baseline") for i, run in enumerate(supervised) if i not in teaching]
+    for params, tokens, teacher in protocol.distilled:
+        shape = builder.shape(params)
+        runs.append(PlannedRun(builder.distilled(shape, builder.tokens(builder.sizer.params(shape), tokens, what), supervised[teacher]),
+                               protocol.type, "student"))
+    return runs
+
+
+def _protocol_runs(builder: _Builder, index: int, protocol: FixedMIsoFLOP | IsoFLOPFixedM | FixedMFixedM | PruneDistill | ExplicitRuns) -> list[PlannedRun]:
     """The runs of one protocol: teachers, then every teacher x student pair, then supervised baselines."""
     what = f"protocol {index + 1} ({protocol.type})"
     if isinstance(protocol, PruneDistill):
         return _pruned_runs(builder, protocol, what)
+    if isinstance(protocol, ExplicitRuns):
+        return _explicit_runs(builder, protocol, what)
     students: list[tuple[ModelShape, int]]
     if isinstance(protocol, IsoFLOPFixedM):
         teachers = [
@@ -457,13 +494,22 @@ def _built(builder: _Builder, protocol: _Protocol, role: str, size: float) -> li
     return [builder.sizer.params(builder.shape(size))]
 
 
+def _sizes_by_role(protocol: Protocol) -> list[tuple[str, list]]:
+    if isinstance(protocol, ExplicitRuns):
+        teaching = {teacher for _, _, teacher in protocol.distilled}
+        return [("teacher", [protocol.supervised[i][0] for i in sorted(teaching)]),
+                ("baseline", [n for i, (n, _) in enumerate(protocol.supervised) if i not in teaching]),
+                ("student", [n for n, _, _ in protocol.distilled])]
+    return [("teacher", protocol.teachers), ("student", protocol.students)]
+
+
 def built_sizes(config: SweepConfig) -> list[dict[str, object]]:
     """Every parameter target of the config beside the non-embedding parameters of the models built for
     it, in config order, each (protocol, role, target, built) once; explicit shapes have no target."""
     builder = _Builder(config)
     rows: dict[tuple[str, str, float, int], None] = {}
     for protocol in config.protocol:
-        for role, sizes in (("teacher", protocol.teachers), ("student", protocol.students)):
+        for role, sizes in _sizes_by_role(protocol):
             for size in (s for s in sizes if not isinstance(s, ExplicitShape)):
                 rows.update(dict.fromkeys((protocol.type, role, size, built) for built in _built(builder, protocol, role, size)))
     return [{"protocol": p, "role": r, "requested": size, "built": built} for p, r, size, built in rows]

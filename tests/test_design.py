@@ -1,0 +1,111 @@
+"""``distlaw design`` (issue 12): designed pilots against a log-uniform grid of equal cost on planted data,
+their intervals' coverage, the linearised criterion against simulation, the config the lab runs, refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distlaw.design.designer import design_pilot, grid_of, perturbed_priors
+from distlaw.design.pilot import largest_size
+from distlaw.design.greedy import TEACHER_RATIOS, Pool, greedy_pilot
+from distlaw.design.layouts import log_uniform_grid
+from distlaw.design.linear import jacobian, target_variance
+from distlaw.design.pilot import Target
+from distlaw.design.simulate import coverage, simulate
+from distlaw.laws import load_coefficients, supervised_loss
+
+PRIOR = load_coefficients("busbridge2025")
+BUDGET = 1e21
+TARGET = Target(3e9, 6e10, 2.2)
+
+
+def linear_sd(pilot, coefficients=PRIOR, target=TARGET) -> float:
+    lt = supervised_loss(pilot.sup_params, pilot.sup_tokens, coefficients.require("supervised"))
+    rows = np.vstack([jacobian(coefficients, pilot.sup_params, pilot.sup_tokens),
+                      jacobian(coefficients, pilot.dist_params, pilot.dist_tokens, lt[pilot.dist_teacher])])
+    g = jacobian(coefficients, target.params, target.tokens, target.teacher_loss)[0]
+    return float(np.sqrt(target_variance(rows.T @ rows, g)))
+
+
+@pytest.mark.slow
+def test_linearised_spread_matches_the_simulated_one_for_a_small_noise():
+    pilot = log_uniform_grid(BUDGET, largest_size(BUDGET, 1e12)).pilot()
+    noise = 0.001
+    simulated = np.std(np.log(simulate([pilot], PRIOR, TARGET, noise=noise, replicates=24, seed=2)[0]))
+    assert simulated / (noise * linear_sd(pilot)) == pytest.approx(1.0, abs=0.35)
+
+
+def test_a_pilot_without_distilled_runs_leaves_the_target_unidentified():
+    pilot = log_uniform_grid(BUDGET, 1e12).pilot()
+    sup_only = type(pilot)(pilot.sup_params, pilot.sup_tokens)
+    assert linear_sd(sup_only) == np.inf
+
+
+def test_greedy_pilot_respects_budget_and_run_cap_and_trains_its_teachers():
+    pool = Pool.grid(np.geomspace(1e7, largest_size(BUDGET, 1e12), 9))
+    pilot = greedy_pilot(pool, [PRIOR], TARGET, BUDGET, max_runs=40)
+    assert pilot.flops() <= BUDGET * (1 + 1e-12) and pilot.runs <= 40
+    teachers = pilot.sup_params[pilot.dist_teacher]
+    assert (teachers > pilot.dist_params).all()
+    assert set(np.round(pilot.sup_tokens[pilot.dist_teacher] / teachers, 6)) <= set(TEACHER_RATIOS)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_designed_pilot_beats_a_log_uniform_grid_of_equal_cost_and_its_intervals_cover_the_truth():
+    design = design_pilot(BUDGET, TARGET, PRIOR, min_params=1e7, replicates=40)
+    best, grid = design.best.pilot, grid_of(design).pilot
+    assert len(design.candidates) >= 20
+    assert best.flops() <= BUDGET * (1 + 1e-9) and grid.flops() == pytest.approx(BUDGET)
+    for truth, seed in ((PRIOR, 11), (perturbed_priors(PRIOR)[0], 12)):  # the planted truth as the prior, then 10 % off it
+        planted = TARGET.truth(truth)
+        predictions = simulate([best, grid], truth, TARGET, replicates=40, seed=seed) / planted
+        lo, hi = np.nanquantile(predictions, [0.05, 0.95], axis=1)
+        assert (hi - lo)[1] >= 2 * (hi - lo)[0], f"designed {hi[0] - lo[0]:.4f} vs grid {hi[1] - lo[1]:.4f}"
+        estimates, lower, upper = coverage(best, truth, TARGET, replicates=40, bootstrap=60, seed=seed)
+        assert np.mean((lower <= planted) & (planted <= upper)) >= 0.85
+
+
+def test_a_pilot_written_as_a_sweep_config_expands_to_exactly_its_runs(tmp_path):
+    from distlaw.design.config import sweep_config, write_sweep_config
+    from distlaw.design.designer import family_sizes
+    from distlaw.design.pilot import Pilot
+    from distlaw.lab.protocols import expand, load_config
+
+    sizes = family_sizes(8, 8)(5e3, 1e5)  # the lab's CPU shapes: 6256, 20904, 49312, 96640
+    assert list(sizes) == [6256, 20904, 49312, 96640]
+    pilot = Pilot(sizes[[1, 2, 3, 3]], np.array([4e5, 1e6, 2e6, 8e6]), sizes[[0, 0, 1]], np.array([2e5, 8e5, 4e5]), np.array([2, 3, 3]))
+    path = tmp_path / "pilot.toml"
+    write_sweep_config(sweep_config(pilot, "designed", header=["a test pilot"]), path)
+    runs = expand(load_config(path))
+    sup = sorted((r.spec.shape.non_embedding_params, r.spec.tokens) for r in runs if r.spec.kind == "supervised")
+    assert sup == sorted((int(n), int(d)) for n, d in zip(pilot.sup_params, pilot.sup_tokens))
+    by_name = {r.spec.name: r.spec for r in runs}
+    dist = sorted((r.spec.shape.non_embedding_params, r.spec.tokens, by_name[r.spec.teacher].tokens) for r in runs if r.spec.kind == "distilled")
+    assert dist == sorted((int(n), int(d), int(pilot.sup_tokens[t])) for n, d, t in zip(pilot.dist_params, pilot.dist_tokens, pilot.dist_teacher))
+    assert {r.role for r in runs if r.spec.kind == "supervised" and r.spec.tokens in (2e6, 8e6)} == {"teacher"}
+
+
+def test_a_runs_protocol_naming_a_missing_teacher_is_refused(tmp_path):
+    from distlaw.errors import DistlawError
+    from distlaw.lab.protocols import load_config
+
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "bad"\n[[protocol]]\ntype = "runs"\nsupervised = [[6256, 1e6]]\ndistilled = [[6256, 5e5, 3]]\n')
+    with pytest.raises(DistlawError, match="names teacher 3, but there are 1 supervised runs"):
+        load_config(path)
+
+
+@pytest.mark.slow
+def test_design_cli_writes_a_pilot_the_lab_plans_as_is(cli, tmp_path):
+    out = tmp_path / "pilot.toml"
+    result = cli("design", "--budget", "3e12", "--target", "student=1e5,tokens=2e6,teacher-loss=1.9", "--prior", "busbridge2025",
+                 "--min-params", "5e3", "--max-params", "3e5", "--replicates", "8", "--max-runs", "24", "--out", out, "--json")
+    assert result.code == 0, result.stderr
+    record = result.json()
+    assert record["out"] == str(out) and len(record["candidates"]) >= 5
+    assert record["chosen"]["flops"] <= 3e12 * (1 + 1e-9)
+    planned = cli("sweep", "plan", out, "--store", tmp_path / "pilot.db", "--json")
+    assert planned.code == 0, planned.stderr
+    assert sum(row["runs"] for key, row in planned.json()["by_protocol"].items() if key.startswith("runs ")) == record["chosen"]["runs"]
