@@ -20,6 +20,8 @@ import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
+from cores import pin_two_cores  # noqa: E402
+
 from distlaw.design.designer import design_pilot, grid_of  # noqa: E402
 from distlaw.design.pilot import Target  # noqa: E402
 from distlaw.design.simulate import simulate  # noqa: E402
@@ -28,14 +30,6 @@ from distlaw.laws import load_coefficients  # noqa: E402
 BUDGET = 1e21
 TARGET = Target(3e9, 6e10, 2.2)
 ONE_AT_A_TIME = 4  # problems fitted alone to time the unbatched way
-
-
-def pin_two_cores() -> list[int] | None:
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    cores = sorted(os.sched_getaffinity(0))[:2]
-    os.sched_setaffinity(0, cores)
-    return cores
 
 
 def main() -> int:

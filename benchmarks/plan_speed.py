@@ -19,21 +19,13 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+from cores import pin_two_cores  # noqa: E402
 
 from distlaw.laws import load_coefficients  # noqa: E402
 from distlaw.planning import SCENARIOS, Planner  # noqa: E402
 
 STUDENTS = np.array([1e8, 1e9, 1e10])
 BUDGETS = np.logspace(19, 25, 100)
-
-
-def pin_two_cores() -> list[int] | None:
-    """Restrict this process to two CPU cores where the OS allows it."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    cores = sorted(os.sched_getaffinity(0))[:2]
-    os.sched_setaffinity(0, cores)
-    return cores
 
 
 def run_once(planner: Planner) -> dict[str, float]:
