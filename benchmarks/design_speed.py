@@ -22,7 +22,7 @@ import time  # noqa: E402
 
 from cores import pin_two_cores  # noqa: E402
 
-from distlaw.design.designer import design_pilot, grid_of  # noqa: E402
+from distlaw.design.designer import FINALISTS, design_pilot, grid_of  # noqa: E402
 from distlaw.design.pilot import Target  # noqa: E402
 from distlaw.design.simulate import simulate  # noqa: E402
 from distlaw.laws import load_coefficients  # noqa: E402
@@ -42,7 +42,7 @@ def main() -> int:
     start = time.perf_counter()
     design = design_pilot(BUDGET, TARGET, prior, min_params=1e7, replicates=args.replicates)
     seconds = time.perf_counter() - start
-    problems = len(design.candidates) * args.replicates + 2 * 4 * args.replicates  # all candidates, then the finalists twice
+    problems = (len(design.candidates) + 2 * (FINALISTS + 1)) * args.replicates  # every candidate, then the finalists and the grid twice
     best, grid = design.best, grid_of(design)
     start = time.perf_counter()
     for seed in range(ONE_AT_A_TIME):
@@ -56,9 +56,10 @@ def main() -> int:
         "seconds_per_problem_batched": round(seconds / problems, 4),
         "seconds_per_problem_alone": round(alone, 4),
         "batching_speedup": round(alone * problems / seconds, 2),
-        "chosen": {"runs": best.pilot.runs, "width": best.width, "worst_width": best.worst_width},
-        "grid": {"runs": grid.pilot.runs, "width": grid.width, "worst_width": grid.worst_width},
-        "width_ratio_grid_to_chosen": round(grid.score / best.score, 2),
+        "chosen": {"runs": best.pilot.runs, "width": best.width, "mean_width": best.mean_width, "worst_width": best.worst_width},
+        "grid": {"runs": grid.pilot.runs, "width": grid.width, "mean_width": grid.mean_width, "worst_width": grid.worst_width},
+        "width_ratio_grid_to_chosen": {"prior": round(grid.width / best.width, 2), "mean": round(grid.mean_width / best.mean_width, 2),
+                                       "worst": round(grid.worst_width / best.worst_width, 2)},
         "cores": cores,
         "python": platform.python_version(),
     }

@@ -63,7 +63,7 @@ def test_designed_pilot_beats_a_log_uniform_grid_of_equal_cost_and_its_intervals
         predictions = simulate([best, grid], truth, TARGET, replicates=40, seed=seed) / planted
         lo, hi = np.nanquantile(predictions, [0.05, 0.95], axis=1)
         assert (hi - lo)[1] >= 2 * (hi - lo)[0], f"designed {hi[0] - lo[0]:.4f} vs grid {hi[1] - lo[1]:.4f}"
-        estimates, lower, upper = coverage(best, truth, TARGET, replicates=40, bootstrap=60, seed=seed)
+        estimates, lower, upper = coverage(best, truth, TARGET, replicates=40, bootstrap=40, seed=seed)
         assert np.mean((lower <= planted) & (planted <= upper)) >= 0.85
 
 

@@ -54,7 +54,8 @@ def design(
     Each candidate is scored by simulation: its losses are drawn from the prior with --noise, both laws
     refitted with distlaw's fitter on every replicate, and the target predicted; the spread of those
     predictions is the interval the pilot is expected to give. The best few are simulated again with
-    the truth off the prior (exponents 10 % and E 5 % off) and the choice is the narrowest worst case.
+    the truth off the prior (exponents 10 % and E 5 % off) and the choice is the narrowest on average
+    over the prior and those truths ("prior off" shows the worst of them).
 
     The chosen pilot is written as a sweep config (one 'runs' protocol listing every run) that
     distlaw sweep run reads as is. Sizes are shapes of the \\[model] family (--aspect-ratio, --head-dim):
