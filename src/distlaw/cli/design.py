@@ -94,11 +94,12 @@ def design(
     check_budget(flops, max_params, min_params)
     from distlaw.design.designer import design_sweep  # torch: after every check
 
-    result = design_sweep(
-        flops, goal, coefficients, out, noise=noise, max_params=max_params, min_params=min_params, max_runs=max_runs,
-        replicates=replicates, level=level, seed=seed, name=name, corpus=corpus, tokenizer=tokenizer, seq_len=seq_len,
-        aspect_ratio=aspect_ratio, head_dim=head_dim, progress=None if json_output else (lambda m: err_console.print(m, highlight=False)),
-    )
+    with err_console.status("building candidate pilots", spinner="dots") as status:  # a spinner on stderr; nothing when piped
+        result = design_sweep(
+            flops, goal, coefficients, out, noise=noise, max_params=max_params, min_params=min_params, max_runs=max_runs,
+            replicates=replicates, level=level, seed=seed, name=name, corpus=corpus, tokenizer=tokenizer, seq_len=seq_len,
+            aspect_ratio=aspect_ratio, head_dim=head_dim, progress=status.update,
+        )
     if json_output:
         print_json(result)
         return
