@@ -14,7 +14,7 @@ import numpy as np
 
 from distlaw.fitting.fit import DEFAULT_DELTA
 from distlaw.fitting.models import LawModel
-from distlaw.fitting.optimizer import DTYPE, HuberObjective, LBFGSOptions, Schedule, compute_threads, minimize_multistart
+from distlaw.fitting.optimizer import DTYPE, HuberObjective, LBFGSOptions, compute_threads, minimize_rows
 
 
 def fit_problems(
@@ -55,12 +55,7 @@ def fit_problems(
     objective = HuberObjective(model, data, target, free, fixed_fit, weights=w, delta=delta)
     with compute_threads(threads) as pool:
         objective.pool = pool
-        result = minimize_multistart(objective, torch.as_tensor(x0, dtype=DTYPE), lower, upper, options or LBFGSOptions(),
-                                     Schedule(), rows=torch.arange(n_problems))
-    x = result.state.x.numpy()
-    ok = torch.isfinite(result.state.f).numpy()
-    out = np.empty((n_problems, len(model.parameters)))
-    for j, p in enumerate(model.parameters):
-        out[:, j] = fixed[p.name] if p.name in fixed else p.to_natural(x[:, [q.name for q in free].index(p.name)])
-    out[~ok] = np.nan
+        x = minimize_rows(objective, torch.as_tensor(x0, dtype=DTYPE), lower, upper, options or LBFGSOptions())
+    out = model.natural_rows(x, [p.name for p in free], fixed)
+    out[np.isnan(x).any(1)] = np.nan
     return out

@@ -25,6 +25,7 @@ from distlaw.fitting.optimizer import (
     ProgressFn,
     Schedule,
     minimize_multistart,
+    minimize_rows,
     compute_threads,
 )
 from distlaw.laws import Coefficients, SupervisedCoefficients, log_supervised_loss
@@ -232,18 +233,9 @@ def fit(
             )
             bobj.pool = pool
             x0 = torch.as_tensor(np.repeat(x_best[None, :], k, 0), dtype=DTYPE)
-            bres = minimize_multistart(
-                bobj, x0, lower, upper, options or LBFGSOptions(), schedule or Schedule(),
-                rows=torch.arange(k), progress=stage_progress(f"bootstrap ({k} resamples): "),
-            )
-            boot_fit = bres.state.x.numpy().copy()
-            boot_fit[~torch.isfinite(bres.state.f).numpy()] = np.nan
-            samples = np.empty((k, len(model.parameters)))
-            for j, p in enumerate(model.parameters):
-                if p.name in fixed:
-                    samples[:, j] = fixed[p.name]
-                else:
-                    samples[:, j] = p.to_natural(boot_fit[:, [q.name for q in free].index(p.name)])
+            boot_fit = minimize_rows(bobj, x0, lower, upper, options or LBFGSOptions(), schedule or Schedule(),
+                                     progress=stage_progress(f"bootstrap ({k} resamples): "))
+            samples = model.natural_rows(boot_fit, [p.name for p in free], fixed)
             ok = np.isfinite(samples).all(1)
             if ok.any():
                 names = [p.name for p in free]

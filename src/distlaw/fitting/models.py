@@ -14,7 +14,7 @@ The two laws of Busbridge et al. 2025 (arXiv 2502.08606) are defined here on top
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +108,14 @@ class LawModel:
             if p.name == name or p.key == name:
                 return p
         raise DistlawError(f"{self.name} law has no parameter '{name}' (parameters: {', '.join(self.names)})")
+
+    def natural_rows(self, x: np.ndarray, free: Sequence[str], fixed: Mapping[str, float]) -> np.ndarray:
+        """(rows, all parameters) natural values from (rows, ``free``) fit-space values and the ``fixed``
+        natural ones, in ``parameters`` order (NaN rows stay NaN)."""
+        out = np.empty((len(x), len(self.parameters)))
+        for j, p in enumerate(self.parameters):
+            out[:, j] = fixed[p.name] if p.name in fixed else p.to_natural(x[:, list(free).index(p.name)])
+        return out
 
     def predict(self, coefficients: Mapping[str, float], data: Mapping[str, Any]) -> np.ndarray:
         """Predictions (natural space: ``exp`` of ``log_predict`` when ``log_target``) for one

@@ -503,3 +503,20 @@ def minimize_multistart(
     return MultiStartResult(
         x=x_best, f=f_best, state=state, survivors=survivors.numpy(), stages=stages, evaluations=objective.evaluations
     )
+
+
+def minimize_rows(
+    objective: HuberObjective,
+    x0: torch.Tensor,
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    options: LBFGSOptions = LBFGSOptions(),
+    schedule: Schedule = Schedule(),
+    progress: ProgressFn | None = None,
+) -> np.ndarray:
+    """One problem per row of ``x0`` (its start; the objective's data rows name the problems), minimized at
+    once without pruning; returns the (rows, free) fit-space optima, NaN where the objective is not finite."""
+    result = minimize_multistart(objective, x0, lower, upper, options, schedule, rows=torch.arange(x0.shape[0]), progress=progress)
+    x = result.state.x.numpy().copy()
+    x[~torch.isfinite(result.state.f).numpy()] = np.nan
+    return x
