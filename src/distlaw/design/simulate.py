@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from distlaw.fitting.batch import fit_problems
+from distlaw.fitting.bootstrap import resample_weights
 from distlaw.fitting.models import DISTILLATION, SUPERVISED
 from distlaw.design.pilot import Pilot, Target
-from distlaw.laws import Coefficients, student_loss, supervised_loss
+from distlaw.laws import Coefficients, log_student_loss, log_supervised_loss, student_loss, supervised_loss
 
 def _padded(columns: Sequence[Sequence[np.ndarray]], reps: int) -> tuple[list[np.ndarray], np.ndarray]:
     """Stack per-design column arrays (design d: arrays of n_d values) into (designs * reps, n_max) arrays
@@ -50,11 +51,10 @@ class Draws:
         """Every problem repeated ``k`` times with bootstrap weights: its runs resampled with replacement
         (supervised and distilled runs separately, as ``distlaw fit --bootstrap``), padding kept at 0."""
         def resample(weights: np.ndarray) -> np.ndarray:
-            rows = np.repeat(weights, k, axis=0)
-            out = np.zeros_like(rows)
-            for i, row in enumerate(rows):
+            out = np.zeros((len(weights) * k, weights.shape[1]))
+            for i, row in enumerate(weights):
                 real = np.flatnonzero(row > 0)
-                np.add.at(out[i], rng.choice(real, size=len(real)), 1.0)
+                out[i * k : (i + 1) * k, real] = resample_weights(len(real), k, rng)
             return out
         rep = lambda cols: {c: np.repeat(v, k, axis=0) for c, v in cols.items()}  # noqa: E731
         return Draws(rep(self.sup), resample(self.sup_weights), rep(self.dist), resample(self.dist_weights))
@@ -152,7 +152,7 @@ def _supervised(fitted: np.ndarray, n: np.ndarray, d: np.ndarray) -> np.ndarray:
     """Supervised law per problem row: coefficients (P, 6) at (P, k) sizes and tokens."""
     e, a, b, alpha, beta, gamma = (fitted[:, j : j + 1] for j in range(6))
     with np.errstate(all="ignore"):
-        return e + (a / n**alpha + b / d**beta) ** gamma
+        return np.exp(log_supervised_loss(np.log(n), np.log(d), np.log(e), np.log(a), np.log(b), alpha, beta, gamma))
 
 
 def _supervised_at(fitted: np.ndarray, target: Target) -> np.ndarray:
@@ -161,8 +161,6 @@ def _supervised_at(fitted: np.ndarray, target: Target) -> np.ndarray:
 
 def _student_at(fitted: np.ndarray, log: Mapping[str, np.ndarray], ltilde: np.ndarray) -> np.ndarray:
     """Eq. 8 per problem row at the target, with each row's own Ltilde_S."""
-    from distlaw.laws import log_student_loss
-
     a, b, alpha, beta, gamma, c0, c1, f1, d1 = (fitted[:, j] for j in range(9))
     with np.errstate(all="ignore"):
         return np.exp(log_student_loss(log["log_N"], log["log_D"], log["log_LT"], np.log(ltilde), np.log(a), np.log(b), alpha, beta,
