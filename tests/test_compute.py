@@ -60,6 +60,7 @@ def test_h100_hours_and_cost():
     assert h100.gpu_hours(1e21) == pytest.approx(1e21 / (989e12 * 0.4) / 3600)
     assert h100.gpu_hours(1e21) == pytest.approx(702.17, abs=0.01)
     assert h100.cost(1e21) == pytest.approx(702.17 * 2.5, abs=0.05)
+    assert h100.flops(702.17) == pytest.approx(1e21, rel=1e-5)  # what --gpu-hours buys (distlaw design)
     assert load_hardware("A100") is HARDWARE["a100"]
 
 

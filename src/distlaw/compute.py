@@ -211,6 +211,10 @@ class Hardware(BaseModel):
     def gpu_hours(self, flops: ArrayLike) -> np.ndarray:
         return np.asarray(flops, dtype=float) / (self.peak_flops * self.mfu) / 3600.0
 
+    def flops(self, gpu_hours: ArrayLike) -> np.ndarray:
+        """The FLOPs ``gpu_hours`` deliver (the inverse of :meth:`gpu_hours`)."""
+        return np.asarray(gpu_hours, dtype=float) * 3600.0 * self.peak_flops * self.mfu
+
     def cost(self, flops: ArrayLike) -> np.ndarray:
         """Money in USD: GPU-hours times the hourly price."""
         return self.gpu_hours(flops) * self.price_per_hour

@@ -88,7 +88,7 @@ def design(
     if min_params >= max_params:
         raise DistlawError(f"--min-params {min_params:g} must be below --max-params {max_params:g}")
     check_output_path(out, (".toml",), "pilot sweep config")
-    flops = budget if budget is not None else float(gpu_hours * 3600 * load_hardware(hardware).peak_flops * load_hardware(hardware).mfu)
+    flops = budget if budget is not None else float(load_hardware(hardware).flops(gpu_hours))
     coefficients = load_coefficients(prior)
     goal = parse_target(target, coefficients) if target is not None else plan_target(target_plan or "", coefficients)
     check_budget(flops, max_params, min_params)
