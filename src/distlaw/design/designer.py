@@ -146,13 +146,15 @@ def describe(candidates: Sequence[Candidate]) -> list[dict]:
 
 def family_sizes(aspect_ratio: int, head_dim: int) -> Callable[[float, float], np.ndarray]:
     """The non-embedding sizes of a [model] family's shapes (d_model = aspect_ratio x layers) in [lo, hi]:
-    a pilot's runs are models the lab builds exactly."""
-    from distlaw.compute import ModelShape
+    a pilot's runs are models the lab builds exactly (the sweep's ``Sizer``)."""
+    from distlaw.lab.architectures import Sizer
+
+    sizer = Sizer(aspect_ratio, head_dim)
 
     def sizes(lo: float, hi: float) -> np.ndarray:
         out = []
         for layers in range(1, 4096):
-            n = ModelShape.from_dims(layers, aspect_ratio * layers, head_dim=head_dim).non_embedding_params
+            n = sizer.params(sizer.from_dims(layers, aspect_ratio * layers, n_ctx=1, vocab_size=2))
             if n > hi:
                 break
             if n >= lo:
