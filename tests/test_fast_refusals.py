@@ -95,6 +95,10 @@ CASES = {
     "design: malformed target": ["design", "--budget", "1e21", "--target", "student=1e9", "--out", "p.toml"],
     "design: two budgets": ["design", "--budget", "1e21", "--gpu-hours", "5", "--target", "student=1e9,tokens=2e10", "--out", "p.toml"],
     "design: out not toml": ["design", "--budget", "1e21", "--target", "student=1e9,tokens=2e10", "--out", "p.csv"],
+    "validate: neither --store nor --runs": ["validate", "-c", "busbridge2025"],
+    "validate: scale 0": ["validate", "-c", "busbridge2025", "--store", "s.db", "--scale", "0"],
+    "validate: store not SQLite": ["validate", "-c", "busbridge2025", "--store", "text.db"],
+    "validate: no bootstrap samples": ["validate", "-c", "busbridge2025", "--runs", "runs.csv"],
 }
 
 

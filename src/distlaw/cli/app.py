@@ -18,7 +18,7 @@ try:  # typer >= 0.20 vendors click
 except ImportError:  # pragma: no cover - older typer on plain click
     from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from distlaw.cli import capacity, demo, density, design, fit, lab, plan, predict, prune, report, sweep
+from distlaw.cli import capacity, demo, density, design, fit, lab, plan, predict, prune, report, sweep, validate
 from distlaw.cli.common import err_console
 from distlaw.errors import DistlawError
 
@@ -35,7 +35,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for module in (demo, predict, fit, plan, design, report, lab, prune, sweep, capacity, density):
+for module in (demo, predict, fit, plan, design, validate, report, lab, prune, sweep, capacity, density):
     module.register(app)
 
 
