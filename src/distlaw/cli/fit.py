@@ -61,6 +61,7 @@ def fit(
     level: Annotated[float, typer.Option("--level", help="Confidence level of the bootstrap intervals.")] = 0.95,
     holdout_below: Annotated[Optional[float], typer.Option("--holdout-below", help="Hold out runs with loss below LOSS; fit on the weaker ones and report extrapolation metrics on these.")] = None,
     coefficients: Annotated[Optional[str], typer.Option("--coefficients", "-c", help="Preset or coefficients JSON giving Ltilde_S for the distillation fit (default: the supervised law fitted to this table).")] = None,
+    prior: Annotated[Optional[str], typer.Option("--prior", help="Preset or coefficients JSON believed before these runs: each law's form is chosen among nested parameterisations (all free; gamma = 1; exponents from the prior; ...) by its error on the largest runs left out, and the choice is written into --out.")] = None,
     grid: Annotated[str, typer.Option("--grid", help="Start grid: paper (LAWS.md sec. 3; 216,000 distillation starts), epoch (Chinchilla replication, supervised), coarse (quick).")] = "paper",
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the bootstrap resampling.")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the fitted coefficients JSON here (distlaw.laws.Coefficients schema, with bootstrap samples); its folder must exist.")] = None,
@@ -78,6 +79,15 @@ def fit(
       distlaw fit runs.csv --law supervised --fix gamma=1 --delta 1e-3 --grid epoch --bootstrap 1000 --json
 
       distlaw fit runs.csv --law distillation --coefficients busbridge2025 --holdout-below 2.3
+
+      distlaw fit runs.csv --prior busbridge2025 --bootstrap 200 --out fitted.json
+
+    With --prior, a pilot too small to pin every coefficient still gets an honest fit: each candidate form
+    is fitted without the quarter of runs of largest compute (6ND) and scored on them, and on all runs to
+    see whether a coefficient lands on a bound; the lowest held-out error among forms with no coefficient
+    on a bound wins (within 5 %, the one with fewer free coefficients). The table of forms tried, the choice
+    and why are printed (JSON: "parameterisation" per law); the coefficients file records it, so reports
+    and plans say which coefficients came from the prior. --fix still wins over a form's values.
     """
     from distlaw.io import check_output_path
     from distlaw.laws import load_coefficients
@@ -96,6 +106,7 @@ def fit(
         check_output_path(out, (".json",), "coefficients file")
     fixed = parse_fix(fix)
     coef = load_coefficients(coefficients) if coefficients is not None else None
+    prior_coef = load_coefficients(prior) if prior is not None else None
     table = read_runs(runs)
 
     from distlaw.fitting import fit_runs  # torch: only once the request is known to be good
@@ -104,7 +115,7 @@ def fit(
         result = fit_runs(
             table, law, fixed=fixed, delta=delta, bootstrap=bootstrap, level=level, holdout_below=holdout_below,
             coefficients=coef, coefficients_name=coefficients, grid=grid, seed=seed, progress=progress,
-            source=str(runs),
+            source=str(runs), prior=prior_coef, prior_name=prior,
         )
     if out is not None:
         result.coefficients().save(out)
@@ -151,8 +162,26 @@ def _print_result(result: Any, out: Path | None) -> None:
                 )
         if law == "distillation":
             console.print(f"  Ltilde_S from: {result.supervised_source}", highlight=False)
+        if r.parameterisation is not None:
+            _print_selection(r.parameterisation)
     if out is not None:
         console.print(f"wrote coefficients to {out}", highlight=False)
+
+
+def _print_selection(record: dict[str, Any]) -> None:
+    """The forms tried for one law (``--prior``): held-out error on the largest runs, bound hits, the choice."""
+    from rich.table import Table
+
+    table = Table(title=f"forms tried (the {record['held_out']} runs of largest compute held out)", title_justify="left")
+    for c in ("form", "free", "held-out MAPE", "on a bound", ""):
+        table.add_column(c, justify="left" if c in ("form", "on a bound") else "right")
+    for c in record["candidates"]:
+        mape = "-" if not math.isfinite(c["holdout_mape_pct"]) else f"{c['holdout_mape_pct']:.3g} %"
+        table.add_row(c["name"], str(c["free"]), mape, ", ".join(c["at_bound"]) or c["note"] or "-",
+                      "chosen" if c["name"] == record["name"] else "")
+    console.print(table)
+    fixed = ", ".join(f"{k} = {fmt(v)}" for k, v in record["fixed"].items()) or "none"
+    console.print(f"  form: {record['name']} (fixed: {fixed}): {record['reason']}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -17,6 +17,7 @@ from distlaw.io import to_jsonable
 from distlaw.fitting.bootstrap import collapsed, interval_reasons, percentile_intervals, resample_weights
 from distlaw.fitting.grids import GridSpec, make_starts
 from distlaw.fitting.metrics import prediction_metrics
+from distlaw.fitting.selection import Parameterisation, distillation_candidates, select, supervised_candidates
 from distlaw.fitting.models import DISTILLATION, MODELS, SUPERVISED, LawModel
 from distlaw.fitting.optimizer import (
     DTYPE,
@@ -35,6 +36,10 @@ DEFAULT_DELTA = 1e-4
 """Huber delta of Busbridge et al. 2025 (App. F); Hoffmann 2022 / Epoch 2024 use 1e-3."""
 CHINCHILLA_DELTA = 1e-3
 DEFAULT_LEVEL = 0.95
+SELECTION_OPTIONS = LBFGSOptions(max_iter=500)
+"""L-BFGS settings of the fits that score each form (``--prior``). On the tables tried (the demo's, planted
+pilots) the best starts converge well within 500 iterations and only crawling starts use the full budget; the
+chosen form is refitted with the full settings."""
 AT_BOUND_TOL = 1e-3
 """An estimate within this (relative, fit space) of a bound counts as sitting on it."""
 
@@ -64,6 +69,7 @@ class FitResult:
     bootstrap_samples: np.ndarray | None = None  # (K, all parameters), natural space, NaN rows failed
     at_bound: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    parameterisation: dict[str, Any] | None = None  # the --prior selection (distlaw.fitting.selection), when made
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -94,8 +100,8 @@ class FitResult:
         }
 
     def summary(self) -> dict[str, Any]:
-        """The per-law block of ``distlaw fit --json``."""
-        return {
+        """The per-law block of ``distlaw fit --json`` (with ``parameterisation`` after a ``--prior`` selection)."""
+        out = {
             "coefficients": dict(self.coefficients),
             "intervals": {k: [lo, hi] for k, (lo, hi) in self.intervals.items()},
             "interval_notes": dict(self.interval_notes),
@@ -103,6 +109,9 @@ class FitResult:
             "warnings": list(self.warnings),
             "fit": self.info(),
         }
+        if self.parameterisation is not None:
+            out["parameterisation"] = self.parameterisation
+        return out
 
 
 def _columns(model: LawModel, data: Any, what: str) -> dict[str, np.ndarray]:
@@ -408,6 +417,8 @@ class RunsFit:
                     "intervals": {k: [lo, hi] for k, (lo, hi) in r.intervals.items()},
                     "warnings": r.warnings,
                 }
+                if r.parameterisation is not None:
+                    meta["fit"][law]["parameterisation"] = r.parameterisation
         data["meta"] = to_jsonable(meta)
         return Coefficients.from_dict(data, source="fit result")
 
@@ -468,6 +479,22 @@ def _ltilde_samples(samples: np.ndarray, names: Sequence[str], rows: pd.DataFram
     return out
 
 
+def _form(model: LawModel, frame: Mapping[str, np.ndarray], fixed: dict[str, float],
+          forms: list[Parameterisation] | None, grid: GridSpec, common: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, Any] | None]:
+    """The coefficients to hold fixed for ``model``: ``fixed`` alone without candidate ``forms`` (no prior),
+    else the form :func:`distlaw.fitting.selection.select` chooses, with its record for the coefficients file."""
+    if forms is None:
+        return fixed, None
+    kwargs = {k: v for k, v in common.items() if k not in ("level", "options")}
+    chosen = select(fit, model, frame, forms, user_fixed=fixed, grid=grid, options=common.get("options") or SELECTION_OPTIONS, **kwargs)
+    return dict(chosen.chosen.fixed), chosen.record()
+
+
+def _prior_block(prior: Coefficients, law: str) -> dict[str, float] | None:
+    block = getattr(prior, law)
+    return None if block is None else block.as_dict()
+
+
 def fit_runs(
     runs: pd.DataFrame,
     law: str = "both",
@@ -486,6 +513,8 @@ def fit_runs(
     threads: int | None = None,
     progress: ProgressFn | None = None,
     source: str = "runs table",
+    prior: Coefficients | None = None,
+    prior_name: str | None = None,
 ) -> RunsFit:
     """Fit the supervised law to the supervised rows and the distillation law to the distilled rows.
 
@@ -526,6 +555,7 @@ def fit_runs(
     fixed_by_law = resolve_fixed(fixed or {}, laws_fitted)
     rng = np.random.default_rng(seed)
     common = dict(delta=delta, level=level, schedule=schedule, options=options, threads=threads, progress=progress)
+    prior_label = prior_name or (prior.name if prior is not None else "")
 
     sup_result = None
     sup_train = sup_rows.iloc[:0]
@@ -535,11 +565,14 @@ def fit_runs(
         if train.empty:
             raise DistlawError(f"{source}: no supervised rows with loss >= {holdout_below:g} to fit")
         weights = resample_weights(len(train), bootstrap, rng) if bootstrap else None
+        forms = None if prior is None else supervised_candidates(_prior_block(prior, "supervised"), prior_label)
+        sup_fixed, sup_form = _form(SUPERVISED, _supervised_frame(train), fixed_by_law["supervised"], forms, grid, common)
         sup_result = fit(
-            SUPERVISED, _supervised_frame(train), fixed=fixed_by_law["supervised"], grid=grid,
+            SUPERVISED, _supervised_frame(train), fixed=sup_fixed, grid=grid,
             holdout=_supervised_frame(test) if holdout_below is not None else None,
             bootstrap_weights=weights, **common,  # type: ignore[arg-type]
         )
+        sup_result.parameterisation = sup_form
         if sup_used is None:
             sup_used = SupervisedCoefficients(**sup_result.coefficients)
 
@@ -556,11 +589,15 @@ def fit_runs(
         bdata = None
         if bootstrap and sup_source == "fit" and sup_result is not None and sup_result.bootstrap_samples is not None:
             bdata = {"Ltilde": _ltilde_samples(sup_result.bootstrap_samples, sup_result.names, train, frame["Ltilde"])}
+        fitted_sup = sup_result.coefficients if sup_source == "fit" and sup_result is not None else None
+        forms = None if prior is None else distillation_candidates(_prior_block(prior, "distillation"), prior_label, fitted_sup)
+        dist_fixed, dist_form = _form(DISTILLATION, frame, fixed_by_law["distillation"], forms, grid, common)
         dist_result = fit(
-            DISTILLATION, frame, fixed=fixed_by_law["distillation"], grid=grid,
+            DISTILLATION, frame, fixed=dist_fixed, grid=grid,
             holdout=_distillation_frame(test, sup_used) if holdout_below is not None else None,
             bootstrap_weights=weights, bootstrap_data=bdata, **common,  # type: ignore[arg-type]
         )
+        dist_result.parameterisation = dist_form
     reported = tuple(x for x, on in (("supervised", want_sup), ("distillation", want_dist)) if on)
     noted = dist_result or sup_result
     if pruned_note and noted is not None:

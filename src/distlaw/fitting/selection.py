@@ -1,0 +1,187 @@
+"""Fit what the runs can identify: nested parameterisations chosen by leave-largest-runs-out error.
+
+A small pilot often cannot pin every coefficient of Busbridge et al. 2025 Eq. 1 or Eq. 8: E runs to its
+lower bound or gamma to its upper one, and every interval built on such a fit is suspect. Given a prior (a
+preset or a coefficients file), :func:`supervised_candidates` and :func:`distillation_candidates` list
+nested parameterisations (all free; gamma = 1; exponents from the prior; ...). :func:`select` fits each one
+twice: once without the runs of largest compute (6 N D), to score its extrapolation to them (the question a
+pilot is run to answer), and once on all runs, to see whether any coefficient lands on a bound. The choice
+is the lowest held-out MAPE among the fits with no coefficient on a bound; within ``TIE`` of it, the
+parameterisation with the fewest free coefficients.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from distlaw.errors import DistlawError
+from distlaw.fitting.models import SUPERVISED, LawModel
+
+HOLDOUT_FRACTION = 0.25
+"""The share of runs (the ones of largest compute, at least one) held out to score each parameterisation."""
+TIE = 0.05
+"""Held-out errors within this relative margin of the best count as tied; the simpler one wins."""
+
+
+@dataclass(frozen=True)
+class Parameterisation:
+    """One nested form of a law: the coefficients held at ``fixed`` values (natural space), and which of
+    them came from the prior (the rest are constants of the form, e.g. gamma = 1)."""
+
+    name: str
+    fixed: dict[str, float] = field(default_factory=dict)
+    from_prior: tuple[str, ...] = ()
+
+    def record(self) -> dict[str, Any]:
+        return {"name": self.name, "fixed": dict(self.fixed), "from_prior": list(self.from_prior)}
+
+
+EXPONENTS = ("alpha", "beta", "gamma")
+NO_FLOOR = math.exp(SUPERVISED.parameter("E").bounds[0])
+"""E of the no-floor forms: the fitter's lower bound on E (4.5e-5 nats), zero for any loss a run reaches."""
+TRANSITION = ("c0", "c1", "f1", "d1")  # Eq. 8's teacher-student transition
+
+
+def _taken(values: Mapping[str, float], names: Sequence[str], source: str) -> Parameterisation:
+    label = ", ".join(names)
+    return Parameterisation(f"{label} from {source}", {n: float(values[n]) for n in names}, tuple(names))
+
+
+def supervised_candidates(prior: Mapping[str, float] | None, prior_name: str) -> list[Parameterisation]:
+    """Eq. 1: all free; gamma = 1 (Chinchilla's form); no floor (runs far from saturation drive E to its lower
+    bound, so the form holds it there: ``NO_FLOOR``), alone and with gamma = 1; and, with a prior, from it:
+    gamma; the floor E; both; the exponents."""
+    no_floor = {"E": NO_FLOOR}
+    out = [Parameterisation("all free"), Parameterisation("gamma = 1", {"gamma": 1.0}),
+           Parameterisation("no floor (E = 0)", no_floor), Parameterisation("no floor (E = 0), gamma = 1", {**no_floor, "gamma": 1.0})]
+    if prior is not None:
+        out += [_taken(prior, names, prior_name) for names in (("gamma",), ("E",), ("E", "gamma"), EXPONENTS)]
+    return out
+
+
+def distillation_candidates(prior: Mapping[str, float] | None, prior_name: str,
+                            supervised: Mapping[str, float] | None = None) -> list[Parameterisation]:
+    """Eq. 8: all free; gamma' = 1; the exponents of this table's supervised fit (``supervised``); and, with a
+    prior, its exponents, its teacher-student transition (c0, c1, f1, d1), or both (only A', B' fitted)."""
+    out = [Parameterisation("all free"), Parameterisation("gamma = 1", {"gamma": 1.0})]
+    if supervised is not None:
+        out.append(Parameterisation("alpha, beta, gamma from the supervised fit", {n: float(supervised[n]) for n in EXPONENTS}))
+    if prior is not None:
+        out += [_taken(prior, EXPONENTS, prior_name), _taken(prior, TRANSITION, prior_name),
+                _taken(prior, EXPONENTS + TRANSITION, prior_name)]
+    return out
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One parameterisation's test: its held-out error and the coefficients its full fit puts on a bound."""
+
+    parameterisation: Parameterisation
+    free: int
+    holdout_mape_pct: float  # NaN when it could not be scored (``note`` says why)
+    at_bound: tuple[str, ...]
+    note: str = ""
+
+    @property
+    def admissible(self) -> bool:
+        return math.isfinite(self.holdout_mape_pct) and not self.at_bound
+
+    def record(self) -> dict[str, Any]:
+        return {**self.parameterisation.record(), "free": self.free, "holdout_mape_pct": self.holdout_mape_pct,
+                "at_bound": list(self.at_bound), "note": self.note}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The parameterisation chosen for one law, every one tried, and why."""
+
+    law: str
+    chosen: Parameterisation
+    scored: list[Scored]
+    held_out: int
+    reason: str
+
+    def record(self) -> dict[str, Any]:
+        """``meta.fit.<law>.parameterisation`` of the coefficients file (and ``fit --json``)."""
+        return {**self.chosen.record(), "reason": self.reason, "held_out": self.held_out,
+                "holdout_fraction": HOLDOUT_FRACTION, "candidates": [s.record() for s in self.scored]}
+
+
+FitFn = Callable[..., Any]  # distlaw.fitting.fit.fit
+
+
+def largest_runs(data: Mapping[str, np.ndarray], fraction: float = HOLDOUT_FRACTION) -> np.ndarray:
+    """Mask of the runs of largest compute 6 N D: the top ``fraction`` of them, at least one."""
+    compute = np.asarray(data["N"], dtype=float) * np.asarray(data["D"], dtype=float)
+    k = max(1, int(round(fraction * compute.size)))
+    mask = np.zeros(compute.size, dtype=bool)
+    mask[np.argsort(compute, kind="stable")[-k:]] = True
+    return mask
+
+
+def _subset(data: Mapping[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v)[mask] for k, v in data.items()}
+
+
+def _score(fit: FitFn, model: LawModel, data: Mapping[str, np.ndarray], held: np.ndarray, form: Parameterisation,
+           fixed: Mapping[str, float], kwargs: Mapping[str, Any]) -> Scored:
+    free = len(model.parameters) - len(fixed)
+    train = _subset(data, ~held)
+    if free < 1:
+        return Scored(form, free, math.nan, (), "every coefficient fixed")
+    if int((~held).sum()) < free + 1:
+        return Scored(form, free, math.nan, (), f"{int((~held).sum())} runs left to fit {free} coefficients")
+    try:
+        fold = fit(model, train, fixed=fixed, holdout=_subset(data, held), **kwargs)
+        whole = fit(model, data, fixed=fixed, **kwargs)
+    except DistlawError as err:
+        return Scored(form, free, math.nan, (), str(err))
+    return Scored(form, free, float(fold.metrics["holdout"]["mape_pct"]), tuple(whole.at_bound))
+
+
+def choose(scored: Sequence[Scored]) -> tuple[Scored, str]:
+    """The lowest held-out error among admissible fits (no coefficient on a bound); within ``TIE`` of it,
+    the fewest free coefficients. With none admissible, the lowest error, and the reason says so."""
+    pool = [s for s in scored if s.admissible]
+    if not pool:
+        pool = [s for s in scored if math.isfinite(s.holdout_mape_pct)]
+        if not pool:
+            raise DistlawError("no parameterisation could be fitted and scored on these runs")
+        best = min(pool, key=lambda s: s.holdout_mape_pct)
+        return best, (f"every parameterisation leaves a coefficient on a bound; '{best.parameterisation.name}' "
+                      f"extrapolates best ({best.holdout_mape_pct:.3g} % held-out MAPE)")
+    best = min(s.holdout_mape_pct for s in pool)
+    tied = [s for s in pool if s.holdout_mape_pct <= best * (1 + TIE)]
+    pick = min(tied, key=lambda s: (s.free, s.holdout_mape_pct))
+    reason = (f"lowest held-out MAPE ({pick.holdout_mape_pct:.3g} %) among the fits with no coefficient on a bound"
+              if pick.holdout_mape_pct == best else
+              f"fewest free coefficients ({pick.free}) within {TIE:.0%} of the lowest held-out MAPE ({best:.3g} %; "
+              f"this one {pick.holdout_mape_pct:.3g} %) among the fits with no coefficient on a bound")
+    rejected = [s.parameterisation.name for s in scored if s.at_bound]
+    if rejected:
+        reason += f"; on a bound: {', '.join(rejected)}"
+    return pick, reason
+
+
+def select(fit: FitFn, model: LawModel, data: Mapping[str, np.ndarray], candidates: Sequence[Parameterisation],
+           *, user_fixed: Mapping[str, float] | None = None, **kwargs: Any) -> Selection:
+    """Score every candidate (``user_fixed`` wins over a candidate's values; duplicates are tried once) and
+    choose one (:func:`choose`). ``kwargs`` go to ``fit`` (grid, delta, ...)."""
+    user_fixed = dict(user_fixed or {})
+    held = largest_runs(data)
+    scored, seen = [], set()
+    for form in candidates:
+        fixed = {**form.fixed, **user_fixed}
+        key = tuple(sorted(fixed.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        kept = Parameterisation(form.name, fixed, tuple(n for n in form.from_prior if n not in user_fixed))
+        scored.append(_score(fit, model, data, held, kept, fixed, kwargs))
+    pick, reason = choose(scored)
+    return Selection(model.name, pick.parameterisation, scored, int(held.sum()), reason)

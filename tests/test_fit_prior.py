@@ -1,0 +1,182 @@
+"""``distlaw fit --prior``: nested parameterisations chosen by leave-largest-runs-out error (issue 12, item 3)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from distlaw.fitting import SUPERVISED, fit, fit_runs
+from distlaw.fitting.fit import SELECTION_OPTIONS
+from distlaw.fitting.selection import (
+    NO_FLOOR,
+    Parameterisation,
+    Scored,
+    choose,
+    largest_runs,
+    select,
+    supervised_candidates,
+)
+from distlaw.laws import Coefficients, load_coefficients, supervised_loss
+
+PLANTED = {"E": 1.3, "A": 400.0, "B": 900.0, "alpha": 0.34, "beta": 0.29, "gamma": 1.0}
+
+
+def _narrow_supervised(noise: float = 0.004, seed: int = 1) -> pd.DataFrame:
+    """A pilot-like table: 16 runs over one decade of size, far from the floor: E and gamma are weakly pinned."""
+    rng = np.random.default_rng(seed)
+    n = np.repeat(np.geomspace(2e7, 2e8, 4), 4)
+    d = n * np.tile([10.0, 20.0, 40.0, 80.0], 4)
+    coef = Coefficients.from_dict({"supervised": PLANTED})
+    loss = supervised_loss(n, d, coef.supervised) * np.exp(noise * rng.standard_normal(n.size))
+    return pd.DataFrame({"kind": "supervised", "params": n, "tokens": d, "loss": loss})
+
+
+def _scored(name: str, free: int, mape: float, at_bound: tuple[str, ...] = ()) -> Scored:
+    return Scored(Parameterisation(name), free, mape, at_bound)
+
+
+def test_choose_takes_the_lowest_error_with_no_bound_hit() -> None:
+    scored = [_scored("all free", 6, 0.5, ("E",)), _scored("a", 5, 1.2), _scored("b", 4, 0.9), _scored("c", 3, math.nan)]
+    pick, reason = choose(scored)
+    assert pick.parameterisation.name == "b"
+    assert "on a bound: all free" in reason
+
+
+def test_choose_prefers_fewer_free_coefficients_within_the_tie_margin() -> None:
+    pick, reason = choose([_scored("six", 6, 1.00), _scored("four", 4, 1.04), _scored("three", 3, 1.2)])
+    assert pick.parameterisation.name == "four"
+    assert "fewest free coefficients (4)" in reason
+
+
+def test_choose_with_every_form_on_a_bound_says_so() -> None:
+    pick, reason = choose([_scored("x", 6, 2.0, ("E",)), _scored("y", 5, 1.0, ("gamma",))])
+    assert pick.parameterisation.name == "y" and reason.startswith("every parameterisation leaves")
+
+
+def test_largest_runs_are_the_top_quarter_by_compute() -> None:
+    data = {"N": np.array([1.0, 8.0, 2.0, 4.0, 3.0, 5.0, 7.0, 6.0]), "D": np.ones(8)}
+    assert np.flatnonzero(largest_runs(data)).tolist() == [1, 6]
+    assert largest_runs({"N": np.array([1.0, 2.0]), "D": np.ones(2)}).sum() == 1
+
+
+def _by_hand(data: dict, forms, held: np.ndarray) -> dict[str, tuple[float, bool]]:
+    """Each form's held-out MAPE (fitted on the smaller runs) and whether its fit on all runs hits a bound."""
+    out = {}
+    for form in forms:
+        train = {k: v[~held] for k, v in data.items()}
+        test = {k: v[held] for k, v in data.items()}
+        fold = fit(SUPERVISED, train, fixed=form.fixed, holdout=test, grid="coarse", options=SELECTION_OPTIONS)
+        whole = fit(SUPERVISED, data, fixed=form.fixed, grid="coarse", options=SELECTION_OPTIONS)
+        out[form.name] = (fold.metrics["holdout"]["mape_pct"], bool(whole.at_bound))
+    return out
+
+
+def _check_against(record: dict, by_hand: dict[str, tuple[float, bool]]) -> None:
+    for c in record["candidates"]:
+        assert c["holdout_mape_pct"] == pytest.approx(by_hand[c["name"]][0], rel=1e-6)
+        assert bool(c["at_bound"]) == by_hand[c["name"]][1]
+    admissible = {k: v[0] for k, v in by_hand.items() if not v[1]}
+    assert admissible, "the planted table should leave some form with no coefficient on a bound"
+    assert admissible[record["name"]] <= min(admissible.values()) * 1.05 + 1e-12
+
+
+def _data(runs: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {"N": runs["params"].to_numpy(), "D": runs["tokens"].to_numpy(), "loss": runs["loss"].to_numpy()}
+
+
+def test_select_matches_fitting_each_form_by_hand() -> None:
+    """Held-out errors are what plain fits of each form on the smaller runs give on the largest ones, and the
+    choice is the lowest of those with no coefficient on a bound (a naive reference)."""
+    runs = _narrow_supervised()
+    data = _data(runs)
+    forms = [Parameterisation("all free"), Parameterisation("gamma = 1", {"gamma": 1.0}),
+             Parameterisation("no floor, gamma = 1", {"E": NO_FLOOR, "gamma": 1.0})]
+    chosen = select(fit, SUPERVISED, data, forms, grid="coarse", options=SELECTION_OPTIONS)
+    held = largest_runs(data)
+    assert chosen.held_out == int(held.sum()) == 4
+    _check_against(chosen.record(), _by_hand(data, forms, held))
+
+
+@pytest.mark.slow
+def test_fit_runs_selection_over_every_form_matches_by_hand() -> None:
+    runs = _narrow_supervised()
+    prior = load_coefficients("busbridge2025")
+    result = fit_runs(runs, "supervised", prior=prior, prior_name="busbridge2025", grid="coarse")
+    record = result.supervised.parameterisation
+    forms = supervised_candidates(prior.supervised.as_dict(), "busbridge2025")
+    assert [c["name"] for c in record["candidates"]] == [f.name for f in forms]
+    _check_against(record, _by_hand(_data(runs), forms, largest_runs(_data(runs))))
+    assert not result.supervised.at_bound  # the final fit of the chosen form pins every free coefficient
+    for name, value in record["fixed"].items():
+        assert result.supervised.coefficients[name] == value
+
+
+def test_without_a_prior_the_fit_is_unchanged() -> None:
+    runs = _narrow_supervised()
+    plain = fit_runs(runs, "supervised", grid="coarse").supervised
+    assert plain.parameterisation is None and "parameterisation" not in plain.summary()
+    again = fit(SUPERVISED, _data(runs), grid="coarse")
+    assert plain.coefficients == again.coefficients
+
+
+def test_fix_wins_and_the_coefficients_file_records_the_form(tmp_path) -> None:
+    runs = _narrow_supervised()
+    result = fit_runs(runs, "supervised", fixed={"gamma": 0.8}, prior=load_coefficients("busbridge2025"),
+                      prior_name="busbridge2025", grid="coarse", bootstrap=8)
+    record = result.supervised.parameterisation
+    assert all(c["fixed"]["gamma"] == 0.8 and "gamma" not in c["from_prior"] for c in record["candidates"])
+    keys = [tuple(sorted(c["fixed"].items())) for c in record["candidates"]]
+    assert len(keys) == len(set(keys)) == 4  # all free, no floor, E from the prior, exponents: the rest coincide
+    assert result.supervised.coefficients["gamma"] == 0.8
+    path = tmp_path / "fitted.json"
+    result.coefficients().save(path)
+    saved = json.loads(path.read_text())
+    written = saved["meta"]["fit"]["supervised"]["parameterisation"]
+    assert written["name"] == record["name"] and set(written["from_prior"]) <= set(written["fixed"])
+    for row in saved["bootstrap"]["supervised"]:  # a form's fixed coefficients stay constant over the bootstrap
+        for name, value in written["fixed"].items():
+            assert row[name] == value
+    assert set(result.supervised.intervals) == set(result.supervised.free)
+
+
+def test_no_floor_form_holds_E_at_the_fitters_bound() -> None:
+    forms = {f.name: f for f in supervised_candidates(None, "p")}
+    assert forms["no floor (E = 0)"].fixed == {"E": NO_FLOOR}
+    assert NO_FLOOR == pytest.approx(math.exp(-10.0))
+    assert not any(f.from_prior for f in forms.values())
+
+
+@pytest.mark.slow
+def test_distillation_forms_include_the_supervised_exponents() -> None:
+    from distlaw.fitting.synthetic import synthetic_runs
+
+    runs = synthetic_runs(n_supervised=24, n_distilled=30, seed=3)
+    result = fit_runs(runs, prior=load_coefficients("busbridge2025"), prior_name="busbridge2025", grid="coarse")
+    names = [c["name"] for c in result.distillation.parameterisation["candidates"]]
+    assert "alpha, beta, gamma from the supervised fit" in names
+    tied = next(c for c in result.distillation.parameterisation["candidates"] if c["name"] == "alpha, beta, gamma from the supervised fit")
+    assert tied["fixed"] == {k: result.supervised.coefficients[k] for k in ("alpha", "beta", "gamma")}
+    assert tied["from_prior"] == []
+
+
+def test_cli_refuses_an_unknown_prior_in_one_line(tmp_path, cli) -> None:
+    path = tmp_path / "runs.csv"
+    _narrow_supervised().to_csv(path, index=False)
+    res = cli("fit", str(path), "--prior", "nosuch")
+    assert res.code == 2 and len(res.stderr.strip().splitlines()) == 1 and "nosuch" in res.stderr
+
+
+def test_cli_prints_the_forms_and_writes_them(tmp_path, cli) -> None:
+    runs = _narrow_supervised()
+    path = tmp_path / "runs.csv"
+    runs.to_csv(path, index=False)
+    out = tmp_path / "fitted.json"
+    res = cli("fit", str(path), "--law", "supervised", "--prior", "busbridge2025", "--fix", "gamma=1", "--grid", "coarse",
+              "--out", str(out))
+    assert res.code == 0, res.stderr
+    assert "forms tried" in res.stdout and "chosen" in res.stdout
+    assert "parameterisation" in json.loads(out.read_text())["meta"]["fit"]["supervised"]
