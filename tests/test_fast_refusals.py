@@ -154,3 +154,12 @@ def test_bad_pruning_requests_are_refused_before_torch(tmp_path: Path):
         assert report["code"] == 2 and len(stderr.strip().splitlines()) == 1, f"{name}: {report}"
         assert message in stderr and report["heavy"] == [], f"{name}: {stderr}"
     assert not (tmp_path / "p").exists()
+
+
+CASES.update({  # design --next (issue 12, item 2): refused before the fit imports torch
+    "design --next: without --store": ["design", "--next", "2", "--target", "student=1e9,tokens=2e10", "--out", "p.toml"],
+    "design --next: --store without --next": ["design", "--store", "s.db", "--target", "student=1e9,tokens=2e10", "--out", "p.toml"],
+    "design --next: K = 0": ["design", "--next", "0", "--store", "s.db", "--target", "student=1e9,tokens=2e10", "--out", "p.toml"],
+    "design --next: store not SQLite": ["design", "--next", "2", "--store", "text.db", "--target", "student=1e9,tokens=2e10", "--out", "p.toml"],
+    "design --next: no such store": ["design", "--next", "2", "--store", "none.db", "--target", "student=1e9,tokens=2e10", "--out", "p.toml"],
+})

@@ -18,6 +18,10 @@ SHOWN = 8  # candidates in the table (and the grid); --json has them all
 
 def design(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the pilot's sweep config (.toml; its folder must exist).", show_default=False)],
+    next_runs: Annotated[Optional[int], typer.Option("--next", help="Active design: propose the K next runs for the runs --store has finished.", show_default=False)] = None,
+    store: Annotated[Optional[Path], typer.Option("--store", help="With --next: the run store whose finished runs condition the design.", show_default=False)] = None,
+    fitted: Annotated[Optional[Path], typer.Option("--coefficients", help="With --next: a file of distlaw fit --bootstrap N --out (else both laws are fitted to the store's runs).", show_default=False)] = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="With --next and no --coefficients: bootstrap resamples of the fit (the plausible truths).")] = 32,
     budget: Annotated[Optional[float], typer.Option("--budget", help="Pilot budget in FLOPs (training 6ND plus online teacher inference 2 N_T D_S).")] = None,
     gpu_hours: Annotated[Optional[float], typer.Option("--gpu-hours", help="Pilot budget in GPU-hours of --hardware (instead of --budget).")] = None,
     hardware: Annotated[str, typer.Option("--hardware", help="Hardware profile for --gpu-hours (h100, h200, a100) or a JSON file.")] = "h100",
@@ -25,13 +29,13 @@ def design(
     target_plan: Annotated[Optional[str], typer.Option("--target-plan", help="Or the loss of the planner's recipe: 'student=N,compute=C[,scenario=best]'.")] = None,
     prior: Annotated[str, typer.Option("--prior", help="Coefficients believed before the pilot: a preset (busbridge2025) or a coefficients JSON file.")] = "busbridge2025",
     noise: Annotated[float, typer.Option("--noise", help="Run-to-run noise of a measured loss, as a fraction (0.005 = 0.5 %).")] = 0.005,
-    max_params: Annotated[float, typer.Option("--max-params", help="Largest model the pilot may train (non-embedding parameters).")] = 1e12,
+    max_params: Annotated[Optional[float], typer.Option("--max-params", help="Largest model the pilot may train (non-embedding parameters; default 1e12, with --next 4x the largest finished model).", show_default=False)] = None,
     min_params: Annotated[float, typer.Option("--min-params", help="Smallest model the pilot may train.")] = 1e5,
     max_runs: Annotated[int, typer.Option("--max-runs", min=4, help="Most runs a designed pilot may have.")] = 256,
-    replicates: Annotated[int, typer.Option("--replicates", min=8, help="Simulated repetitions of each candidate pilot.")] = 40,
+    replicates: Annotated[Optional[int], typer.Option("--replicates", help="Simulated repetitions of each candidate pilot (default 40; with --next 8 per plausible truth).", show_default=False)] = None,
     level: Annotated[float, typer.Option("--level", help="Interval level (0.9: the central 90 %).")] = 0.9,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the simulated noise.")] = 0,
-    name: Annotated[str, typer.Option("--name", help="The sweep's name in the config.")] = "pilot",
+    name: Annotated[Optional[str], typer.Option("--name", help="The sweep's name in the config (default pilot; with --next: next).", show_default=False)] = None,
     corpus: Annotated[str, typer.Option("--corpus", help="\\[data] corpus of the config.")] = "shakespeare",
     tokenizer: Annotated[str, typer.Option("--tokenizer", help="\\[data] tokenizer of the config.")] = "byte",
     seq_len: Annotated[int, typer.Option("--seq-len", min=1, help="\\[data] seq_len of the config.")] = 128,
@@ -63,31 +67,52 @@ def design(
 
     JSON: {"target", "predicted", "level", "chosen", "grid", "candidates", "out"}.
 
+    Active design (--next K --store RUNS.db): after some runs of a sweep have finished, the K runs (within
+    --budget, if given) that most shrink the target's interval given those runs. Both laws are fitted to the
+    finished runs with --bootstrap resamples (or read from --coefficients FITTED.json, a distlaw fit --bootstrap
+    file); the samples are the plausible truths. Candidates are the store's family sizes from its smallest
+    model up to --max-params, new supervised runs, new teachers, and students of teachers already finished
+    (only their inference is paid). The K runs are chosen by the linearised information they add to the
+    finished runs' (per FLOP within --budget, else per run), then checked by simulation: the finished runs keep
+    their losses, the new ones are drawn from each plausible truth with --noise, both laws are refitted; the
+    expected interval now, after the K runs, and after naive runs of the same cost (one size above the largest
+    finished models, at the finished runs' ratios) is printed. The config holds the new runs with the store's
+    own [data], [optim], [distill] and [model] settings; a finished teacher is listed as itself, so that
+    distlaw sweep run NEXT.toml --store RUNS.db finds it done and trains only the new runs.
+    JSON: {"target", "predicted", "level", "finished_runs", "now": {"width"}, "next": {"runs", "flops", "width"},
+    "naive": {...}, "out"}.
+
     Examples:
 
       distlaw design --budget 1e21 --target "student=3e9,tokens=6e10,teacher-loss=2.2" --min-params 1e7 --aspect-ratio 128 --head-dim 64 --out pilot.toml
 
       distlaw design --gpu-hours 500 --hardware h100 --target-plan "student=1e9,compute=1e21" --out pilot.toml --json
+
+      distlaw design --next 4 --store pilot.db --target "student=2e5,tokens=4e6,teacher-loss=1.9" --budget 2e13 --out next.toml
     """
     from distlaw.compute import load_hardware
     from distlaw.design.pilot import check_budget
     from distlaw.design.targets import parse_target, plan_target
     from distlaw.laws import load_coefficients
 
+    if (next_runs is None) != (store is None):
+        raise DistlawError("--next K needs --store RUNS.db" if store is None else "--store needs --next K (the number of runs to propose)")
+    if next_runs is None and fitted is not None:
+        raise DistlawError("--coefficients goes with --next (before a pilot, the belief is --prior)")
+    if next_runs is not None:
+        _design_next(next_runs, store, fitted, bootstrap, out, budget, gpu_hours, hardware, target, target_plan, noise, max_params,
+                     8 if replicates is None else replicates, level, seed, name or "next", json_output)
+        return
+    max_params = 1e12 if max_params is None else max_params
+    replicates = 40 if replicates is None else replicates
+    name = name or "pilot"
+    if replicates < 8:
+        raise DistlawError(f"--replicates must be at least 8, got {replicates}")
     if (budget is None) == (gpu_hours is None):
         raise DistlawError("give exactly one of --budget FLOPS and --gpu-hours H")
-    if (target is None) == (target_plan is None):
-        raise DistlawError("give exactly one of --target and --target-plan")
-    for value, flag in ((budget, "--budget"), (gpu_hours, "--gpu-hours"), (max_params, "--max-params"), (min_params, "--min-params")):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise DistlawError(f"{flag} must be a positive number, got {value:g}")
-    if not (math.isfinite(noise) and 0 < noise < 0.5):
-        raise DistlawError(f"--noise must be a fraction between 0 and 0.5, got {noise:g}")
-    if not 0 < level < 1:
-        raise DistlawError(f"--level must be between 0 and 1, got {level:g}")
+    _check_common(out, budget, gpu_hours, target, target_plan, noise, level, max_params, min_params)
     if min_params >= max_params:
         raise DistlawError(f"--min-params {min_params:g} must be below --max-params {max_params:g}")
-    check_output_path(out, (".toml",), "pilot sweep config")
     flops = budget if budget is not None else float(load_hardware(hardware).flops(gpu_hours))
     coefficients = load_coefficients(prior)
     goal = parse_target(target, coefficients) if target is not None else plan_target(target_plan or "", coefficients)
@@ -114,6 +139,65 @@ def design(
     chosen, grid = result["chosen"], result["grid"]
     console.print(f"chosen: #1, {chosen['runs']} runs, expected {level:.0%} interval ±{50 * chosen['score']:.2f} % "
                   f"(the log-uniform grid: ±{50 * grid['score']:.2f} %); wrote {out}", highlight=False)
+
+
+def _check_common(out: Path, budget: float | None, gpu_hours: float | None, target: str | None, target_plan: str | None,
+                  noise: float, level: float, max_params: float | None, min_params: float | None = None) -> None:
+    """The checks of both modes: at most one budget, exactly one target, positive numbers, the output path."""
+    if budget is not None and gpu_hours is not None:
+        raise DistlawError("give at most one of --budget FLOPS and --gpu-hours H")
+    if (target is None) == (target_plan is None):
+        raise DistlawError("give exactly one of --target and --target-plan")
+    for value, flag in ((budget, "--budget"), (gpu_hours, "--gpu-hours"), (max_params, "--max-params"), (min_params, "--min-params")):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise DistlawError(f"{flag} must be a positive number, got {value:g}")
+    if not (math.isfinite(noise) and 0 < noise < 0.5):
+        raise DistlawError(f"--noise must be a fraction between 0 and 0.5, got {noise:g}")
+    if not 0 < level < 1:
+        raise DistlawError(f"--level must be between 0 and 1, got {level:g}")
+    check_output_path(out, (".toml",), "sweep config")
+
+
+def _design_next(k: int, store: Path, fitted: Path | None, bootstrap: int, out: Path, budget: float | None, gpu_hours: float | None,
+                 hardware: str, target: str | None, target_plan: str | None, noise: float, max_params: float | None, replicates: int,
+                 level: float, seed: int, name: str, json_output: bool) -> None:
+    """``design --next``: every check before torch (the store, the budget against the cheapest candidate), then the fit."""
+    from distlaw.compute import load_hardware
+    from distlaw.design import active
+    from distlaw.design.targets import parse_target, plan_target
+    from distlaw.laws import load_coefficients
+
+    if k < 1:
+        raise DistlawError(f"--next must be at least 1 run, got {k}")
+    if bootstrap < 8 and fitted is None:
+        raise DistlawError(f"--bootstrap must be at least 8 (the plausible truths), got {bootstrap}")
+    if replicates < 1:
+        raise DistlawError(f"--replicates must be at least 1, got {replicates}")
+    _check_common(out, budget, gpu_hours, target, target_plan, noise, level, max_params)
+    flops = budget if gpu_hours is None else float(load_hardware(hardware).flops(gpu_hours))
+    distilled = target_plan is not None or "teacher-loss" in (target or "")
+    finished = active.read_finished(store, distilled)
+    active.check_next_budget(flops, *active.next_pool(finished, active.pool_sizes(finished, max_params), distilled))
+    coefficients = load_coefficients(str(fitted)) if fitted is not None else None
+    with err_console.status("reading the finished runs", spinner="dots") as status:
+        if coefficients is None:
+            coefficients = active.fit_finished(finished, bootstrap, seed, progress=status.update)
+        goal = parse_target(target, coefficients) if target is not None else plan_target(target_plan or "", coefficients)
+        result = active.design_next(finished, coefficients, goal, k, out, store=store, name=name, budget=flops, max_params=max_params,
+                                    noise=noise, replicates=replicates, level=level, seed=seed, source=str(fitted or store),
+                                    progress=status.update)
+    if json_output:
+        print_json(result)
+        return
+    rows = [[i + 1, r["kind"], f"{r['params']:.4g}", f"{r['tokens']:.4g}",
+             "-" if r["teacher"] is None else f"{r['teacher']['params']:.4g} x {r['teacher']['tokens']:.4g}" + (" (finished)" if r["teacher"]["finished"] else " (new)"),
+             f"{r['flops']:.3g}"] for i, r in enumerate(result["next"]["runs"])]
+    t = result["target"]
+    teacher = f", teacher loss {t['teacher_loss']:.4g}" if t["teacher_loss"] else ""
+    print_table(f"the next {len(rows)} runs for L({t['params']:.3g} params, {t['tokens']:.3g} tokens{teacher}) = {result['predicted']:.4f} "
+                f"({result['finished_runs']} finished runs)", ["#", "kind", "params", "tokens", "teacher", "FLOPs"], rows)
+    console.print(f"interval now ±{50 * result['now']['width']:.2f} % -> after these {len(rows)} runs ±{50 * result['next']['width']:.2f} % "
+                  f"(naive: ±{50 * result['naive']['width']:.2f} %); {result['next']['flops']:.3g} FLOPs; wrote {out}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,25 +4,51 @@ pilot is for and what it is expected to give."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from distlaw.design.pilot import Pilot
 from distlaw.io import atomic_path
 
 
+def _number(v: float | int) -> str:
+    """A whole number exactly (a finished run's token count must match to the token), else 6 digits."""
+    return str(int(v)) if isinstance(v, int) or float(v).is_integer() else f"{v:.6g}"
+
+
 def _pairs(rows: Sequence[Sequence[float]]) -> str:
-    return "[\n" + "".join("  [" + ", ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row) + "],\n" for row in rows) + "]"
+    return "[\n" + "".join("  [" + ", ".join(_number(v) for v in row) + "],\n" for row in rows) + "]"
+
+
+def _value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(v)  # ints, and floats exactly
+
+
+def _table(name: str, values: Mapping[str, object]) -> list[str]:
+    """A TOML table; None values (a field's default) are left out."""
+    return ["", f"[{name}]", *(f"{k} = {_value(v)}" for k, v in values.items() if v is not None)]
 
 
 def sweep_config(pilot: Pilot, name: str, *, header: Sequence[str], corpus: str = "shakespeare",
-                 tokenizer: str = "byte", seq_len: int = 128, aspect_ratio: int = 8, head_dim: int = 8, max_params: float = 1e9) -> str:
-    """The TOML text of a sweep running ``pilot`` (run sizes are parameter targets of the ``[model]`` family)."""
+                 tokenizer: str = "byte", seq_len: int = 128, aspect_ratio: int = 8, head_dim: int = 8, max_params: float = 1e9,
+                 settings: Mapping[str, Mapping[str, object]] | None = None) -> str:
+    """The TOML text of a sweep running ``pilot`` (run sizes are parameter targets of the ``[model]`` family).
+    ``settings``: whole tables (``data``, ``optim``, ``distill``, ``model``, and top-level keys under ``""``)
+    written as they are, instead of the data and model keywords (``design --next`` copies a store's sweep)."""
     supervised = [(float(n), float(d)) for n, d in zip(pilot.sup_params, pilot.sup_tokens)]
     distilled = [(float(n), float(d), int(t)) for n, d, t in zip(pilot.dist_params, pilot.dist_tokens, pilot.dist_teacher)]
-    lines = [*(f"# {line}" for line in header), "", f'name = "{name}"', "", "[data]", f'corpus = "{corpus}"', f'tokenizer = "{tokenizer}"',
-             f"seq_len = {seq_len}", "", "[model]", f"aspect_ratio = {aspect_ratio}", f"head_dim = {head_dim}", f"max_params = {max_params:.6g}",
-             "", "[[protocol]]", 'type = "runs"', f"supervised = {_pairs(supervised)}"]
+    tables = settings or {"data": {"corpus": corpus, "tokenizer": tokenizer, "seq_len": seq_len},
+                          "model": {"aspect_ratio": aspect_ratio, "head_dim": head_dim, "max_params": float(f"{max_params:.6g}")}}
+    top = [f"{k} = {_value(v)}" for k, v in tables.get("", {}).items() if v is not None]
+    lines = [*(f"# {line}" for line in header), "", f'name = "{name}"', *top]
+    for table, values in tables.items():
+        if table:
+            lines += _table(table, values)
+    lines += ["", "[[protocol]]", 'type = "runs"', f"supervised = {_pairs(supervised)}"]
     if distilled:
         lines.append(f"distilled = {_pairs(distilled)}")
     return "\n".join(lines) + "\n"

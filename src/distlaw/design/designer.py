@@ -25,7 +25,7 @@ import numpy as np
 from distlaw.design.greedy import Pool, greedy_pilot
 from distlaw.design.layouts import candidates as layout_candidates
 from distlaw.design.layouts import log_uniform_grid
-from distlaw.design.pilot import Pilot, Target, check_budget
+from distlaw.design.pilot import Pilot, Target, check_budget, family_sizes
 from distlaw.design.simulate import simulate
 from distlaw.laws import Coefficients
 
@@ -142,26 +142,6 @@ def describe(candidates: Sequence[Candidate]) -> list[dict]:
              "distilled": len(c.pilot.dist_params), "flops": c.pilot.flops(), "width": c.width, "worst_width": c.worst_width,
              "mean_width": c.mean_width}
             for c in candidates]
-
-
-def family_sizes(aspect_ratio: int, head_dim: int) -> Callable[[float, float], np.ndarray]:
-    """The non-embedding sizes of a [model] family's shapes (d_model = aspect_ratio x layers) in [lo, hi]:
-    a pilot's runs are models the lab builds exactly (the sweep's ``Sizer``)."""
-    from distlaw.lab.architectures import Sizer
-
-    sizer = Sizer(aspect_ratio, head_dim)
-
-    def sizes(lo: float, hi: float) -> np.ndarray:
-        out = []
-        for layers in range(1, 4096):
-            n = sizer.params(sizer.from_dims(layers, aspect_ratio * layers, n_ctx=1, vocab_size=2))
-            if n > hi:
-                break
-            if n >= lo:
-                out.append(float(n))
-        return np.array(out)
-
-    return sizes
 
 
 def design_sweep(budget: float, target: Target, prior: Coefficients, out: Path, *, name: str = "pilot", corpus: str = "shakespeare",

@@ -7,6 +7,10 @@ precision, each step adds the run (with its teacher, when the teacher is not in 
 update (Sherman-Morrison) most reduces the target's linearised variance (:mod:`distlaw.design.linear`)
 per FLOP, summed over an ensemble of priors so that the choice holds when the prior is off; it stops at
 the budget or at ``max_runs``.
+
+Active design (``distlaw design --next``, :mod:`distlaw.design.active`) starts the same loop from the
+information of runs already finished (``covariances``), with the finished supervised runs in the pool as
+teachers that cost nothing more to train (``finished``; their measured losses in ``Pool.sup_loss``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distlaw.design import linear
 from distlaw.design.pilot import TEACHER_INFERENCE, Pilot, Target
 from distlaw.laws import Coefficients, supervised_loss
 
@@ -36,6 +39,7 @@ class Pool:
     dist_params: np.ndarray
     dist_tokens: np.ndarray
     dist_teacher: np.ndarray
+    sup_loss: np.ndarray | None = None  # measured losses of supervised runs already trained (NaN: not trained)
 
     @classmethod
     def grid(cls, sizes: Sequence[float], teacher_sizes: int = 4) -> Pool:
@@ -59,15 +63,21 @@ class Pool:
 class _Criterion:
     """The summed linearised target variance over an ensemble of priors, with rank-one updates."""
 
-    def __init__(self, pool: Pool, priors: Sequence[Coefficients], target: Target, noise: float) -> None:
+    def __init__(self, pool: Pool, priors: Sequence[Coefficients], target: Target, noise: float,
+                 covariances: Sequence[np.ndarray] | None = None) -> None:
+        from distlaw.design import linear  # torch: pools are built and priced without it
+
         self.rows_sup, self.rows_dist, self.grads, self.cov = [], [], [], []
-        for prior in priors:
+        for m, prior in enumerate(priors):
             lt = supervised_loss(pool.sup_params, pool.sup_tokens, prior.require("supervised"))
+            if pool.sup_loss is not None:
+                lt = np.where(np.isnan(pool.sup_loss), lt, pool.sup_loss)  # a trained teacher's loss is data
             self.rows_sup.append(linear.jacobian(prior, pool.sup_params, pool.sup_tokens))
             self.rows_dist.append(linear.jacobian(prior, pool.dist_params, pool.dist_tokens, lt[pool.dist_teacher]))
             lt_target = target.teacher_loss
             self.grads.append(linear.jacobian(prior, target.params, target.tokens, None if lt_target is None else lt_target)[0])
-            self.cov.append(np.eye(linear.N_THETA) * (PRIOR_SD / noise) ** 2)  # in units of the noise: rows are J / noise
+            weak = np.eye(linear.N_THETA) * (PRIOR_SD / noise) ** 2  # in units of the noise: rows are J / noise
+            self.cov.append(weak if covariances is None else np.array(covariances[m]))
 
     def gains(self, kind: str) -> np.ndarray:
         """Reduction of the summed variance by adding each candidate of ``kind`` alone."""
@@ -90,25 +100,31 @@ class _Criterion:
 
 
 def greedy_pilot(pool: Pool, priors: Sequence[Coefficients], target: Target, budget: float, *, noise: float = 0.005,
-                 max_runs: int = 64) -> Pilot:
-    """Runs of ``pool`` added by the best variance reduction per FLOP until ``budget`` or ``max_runs``."""
-    crit = _Criterion(pool, priors, target, 1.0)
+                 max_runs: int = 64, finished: Sequence[int] = (), covariances: Sequence[np.ndarray] | None = None,
+                 per_flop: bool = True) -> Pilot:
+    """Runs of ``pool`` added by the best variance reduction per FLOP (``per_flop=False``: per run) until
+    ``budget`` or ``max_runs`` new runs. ``finished``: supervised runs of the pool already trained (never
+    chosen again, teaching for free; in the pilot only when they teach), their information in ``covariances``
+    (per prior, the target-variance covariance they leave, in units of the noise)."""
+    crit = _Criterion(pool, priors, target, 1.0, covariances)
     sup_cost, dist_cost = pool.sup_cost(), pool.dist_cost()
-    chosen_sup: list[int] = []
+    done = [int(i) for i in finished]
+    chosen_sup: list[int] = list(done)
     chosen_dist: list[int] = []
     spent = 0.0
-    while len(chosen_sup) + len(chosen_dist) < max_runs:
+    while (new := len(chosen_sup) - len(done) + len(chosen_dist)) < max_runs:
         g_sup, g_dist = crit.gains("sup"), crit.gains("dist")
         new_teacher = ~np.isin(pool.dist_teacher, chosen_sup)
         d_cost = dist_cost + np.where(new_teacher, sup_cost[pool.dist_teacher], 0.0)
         g_dist = g_dist + np.where(new_teacher, g_sup[pool.dist_teacher], 0.0)  # the teacher's own run informs too
         g_sup[chosen_sup], g_dist[chosen_dist] = -np.inf, -np.inf
-        room = max_runs - len(chosen_sup) - len(chosen_dist)
+        room = max_runs - new
         g_sup[sup_cost > budget - spent] = -np.inf
         g_dist[(d_cost > budget - spent) | (new_teacher & (room < 2))] = -np.inf
-        s, d = int(np.argmax(g_sup / sup_cost)), int(np.argmax(g_dist / d_cost)) if len(g_dist) else -1
-        best_sup = g_sup[s] / sup_cost[s]
-        best_dist = g_dist[d] / d_cost[d] if d >= 0 else -np.inf
+        s_unit, d_unit = (sup_cost, d_cost) if per_flop else (np.ones_like(sup_cost), 1.0 + new_teacher)
+        s, d = int(np.argmax(g_sup / s_unit)), int(np.argmax(g_dist / d_unit)) if len(g_dist) else -1
+        best_sup = g_sup[s] / s_unit[s]
+        best_dist = g_dist[d] / d_unit[d] if d >= 0 else -np.inf
         if not np.isfinite(max(best_sup, best_dist)):
             break
         if best_sup >= best_dist:
@@ -123,7 +139,9 @@ def greedy_pilot(pool: Pool, priors: Sequence[Coefficients], target: Target, bud
             chosen_dist.append(d)
             crit.add("dist", d)
             spent += d_cost[d]
-    where = {t: i for i, t in enumerate(chosen_sup)}
-    return Pilot(pool.sup_params[chosen_sup], pool.sup_tokens[chosen_sup], pool.dist_params[chosen_dist],
+    teaching = {int(pool.dist_teacher[d]) for d in chosen_dist}
+    kept = [i for i in chosen_sup if i not in done or i in teaching]
+    where = {t: i for i, t in enumerate(kept)}
+    return Pilot(pool.sup_params[kept], pool.sup_tokens[kept], pool.dist_params[chosen_dist],
                  pool.dist_tokens[chosen_dist], np.array([where[int(pool.dist_teacher[d])] for d in chosen_dist], dtype=int),
-                 f"greedy: {len(chosen_sup)} supervised + {len(chosen_dist)} distilled runs")
+                 f"greedy: {len(kept)} supervised + {len(chosen_dist)} distilled runs")

@@ -4,6 +4,7 @@ a pilot (:class:`Pilot`) and their cost (Busbridge et al. 2025, Eq. 9), the pred
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +40,16 @@ class Pilot:
 
 
 @dataclass(frozen=True)
+class Measured:
+    """Losses of a pilot's runs already trained, kept as they are in every replicate (NaN: not trained yet,
+    drawn): the supervised runs', and the distilled runs' teacher and own losses."""
+
+    sup_loss: np.ndarray
+    dist_teacher_loss: np.ndarray
+    dist_loss: np.ndarray
+
+
+@dataclass(frozen=True)
 class Target:
     """The prediction a pilot is for: a student of ``params`` on ``tokens``, distilled from a teacher of
     loss ``teacher_loss`` (None: trained supervised)."""
@@ -71,3 +82,23 @@ def check_budget(budget: float, max_params: float, min_params: float) -> float:
         raise DistlawError(f"a budget of {budget:.3g} FLOPs is too small for a pilot: a teacher run (20 tokens per parameter, at most "
                            f"1/{TEACHER_SHARE} of the budget) could have {top:.3g} parameters, below --min-params {min_params:.3g}")
     return top
+
+
+def family_sizes(aspect_ratio: int, head_dim: int) -> Callable[[float, float], np.ndarray]:
+    """The non-embedding sizes of a [model] family's shapes (d_model = aspect_ratio x layers) in [lo, hi]:
+    a pilot's runs are models the lab builds exactly (the sweep's ``Sizer``)."""
+    from distlaw.lab.architectures import Sizer
+
+    sizer = Sizer(aspect_ratio, head_dim)
+
+    def sizes(lo: float, hi: float) -> np.ndarray:
+        out = []
+        for layers in range(1, 4096):
+            n = sizer.params(sizer.from_dims(layers, aspect_ratio * layers, n_ctx=1, vocab_size=2))
+            if n > hi:
+                break
+            if n >= lo:
+                out.append(float(n))
+        return np.array(out)
+
+    return sizes

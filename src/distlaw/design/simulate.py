@@ -22,7 +22,7 @@ import numpy as np
 from distlaw.fitting.batch import fit_problems
 from distlaw.fitting.bootstrap import resample_weights
 from distlaw.fitting.models import DISTILLATION, SUPERVISED
-from distlaw.design.pilot import Pilot, Target
+from distlaw.design.pilot import Measured, Pilot, Target
 from distlaw.laws import Coefficients, log_student_loss, log_supervised_loss, student_loss, supervised_loss
 
 def _padded(columns: Sequence[Sequence[np.ndarray]], reps: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -60,19 +60,42 @@ class Draws:
         return Draws(rep(self.sup), resample(self.sup_weights), rep(self.dist), resample(self.dist_weights))
 
 
+def _kept(drawn: np.ndarray, measured: np.ndarray | None) -> np.ndarray:
+    return drawn if measured is None else np.where(np.isnan(measured), drawn, measured)
+
+
 def draw(pilots: Sequence[Pilot], truth: Coefficients, *, noise: float, replicates: int, rng: np.random.Generator,
-         distilled: bool = True) -> Draws:
+         distilled: bool = True, measured: Sequence[Measured] | None = None) -> Draws:
     """Losses of every pilot ``replicates`` times: L exp(noise z) from ``truth``; a student's teacher loss is
-    its teacher's drawn loss, as a real pilot measures it. Rows: pilot-major, replicate-minor."""
+    its teacher's drawn loss, as a real pilot measures it. ``measured`` (one per pilot): losses already
+    observed, kept instead of drawn (active design). Rows: pilot-major, replicate-minor."""
     (sup_n, sup_d), sup_w = _padded([(p.sup_params, p.sup_tokens) for p in pilots], replicates)
     sup_loss = supervised_loss(sup_n, sup_d, truth.require("supervised")) * np.exp(noise * rng.standard_normal(sup_n.shape))
+    if measured is not None:
+        sup_loss = _kept(sup_loss, _padded([(m.sup_loss,) for m in measured], replicates)[0][0])
     sup = {"N": sup_n, "D": sup_d, "loss": sup_loss}
     if not distilled:
         return Draws(sup, sup_w, {}, np.zeros((len(sup_n), 0)))
     (ns, ds, teacher), dist_w = _padded([(p.dist_params, p.dist_tokens, p.dist_teacher) for p in pilots], replicates)
-    lt = np.take_along_axis(sup_loss, teacher.astype(int), axis=1)
-    loss = student_loss(ns, ds, lt, truth) * np.exp(noise * rng.standard_normal(ns.shape))
+    known_lt, known_loss = _padded([(m.dist_teacher_loss, m.dist_loss) for m in measured], replicates)[0] if measured else (None, None)
+    lt = _kept(np.take_along_axis(sup_loss, teacher.astype(int), axis=1), known_lt)
+    loss = _kept(student_loss(ns, ds, lt, truth) * np.exp(noise * rng.standard_normal(ns.shape)), known_loss)
     return Draws(sup, sup_w, {"N": ns, "D": ds, "LT": lt, "loss": loss}, dist_w)
+
+
+def stack(draws: Sequence[Draws]) -> Draws:
+    """Draws of several calls as one batch (rows in order), padded to a common run count with zero weights."""
+    def joined(parts: Sequence[dict[str, np.ndarray]], weights: Sequence[np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        width = max(w.shape[1] for w in weights)
+        pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])), mode="edge") if a.shape[1] else np.ones((len(a), width))  # noqa: E731
+        columns = {c: np.concatenate([pad(p[c]) for p in parts]) for c in parts[0]}
+        return columns, np.concatenate([np.pad(w, ((0, 0), (0, width - w.shape[1]))) for w in weights])
+
+    sup, sup_w = joined([d.sup for d in draws], [d.sup_weights for d in draws])
+    if not draws[0].dist:
+        return Draws(sup, sup_w, {}, np.zeros((len(sup_w), 0)))
+    dist, dist_w = joined([d.dist for d in draws], [d.dist_weights for d in draws])
+    return Draws(sup, sup_w, dist, dist_w)
 
 
 def refit(draws: Draws, target: Target, start_sup: Mapping[str, float] | np.ndarray, start_dist: Mapping[str, float] | np.ndarray | None,
