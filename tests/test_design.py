@@ -51,6 +51,19 @@ def test_greedy_pilot_respects_budget_and_run_cap_and_trains_its_teachers():
     assert set(np.round(pilot.sup_tokens[pilot.dist_teacher] / teachers, 6)) <= set(TEACHER_RATIOS)
 
 
+def test_a_pool_with_min_tokens_has_no_shorter_run_and_keeps_every_longer_one():
+    sizes = np.geomspace(1e7, 1e9, 5)
+    full, short = Pool.grid(sizes), Pool.grid(sizes, min_tokens=5e9)
+    assert short.sup_tokens.min() >= 5e9 and short.dist_tokens.min() >= 5e9
+    assert len(short.sup_tokens) == int((full.sup_tokens >= 5e9).sum())
+    kept = {(n, d) for n, d in zip(short.sup_params, short.sup_tokens)}
+    teachers = {(full.sup_params[t], full.sup_tokens[t]) for t in full.dist_teacher}
+    expected = sum(1 for n, d, t in zip(full.dist_params, full.dist_tokens, full.dist_teacher)
+                   if d >= 5e9 and (full.sup_params[t], full.sup_tokens[t]) in kept)
+    assert len(short.dist_tokens) == expected and teachers & kept
+    assert {(short.sup_params[t], short.sup_tokens[t]) for t in short.dist_teacher} <= kept
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_designed_pilot_beats_a_log_uniform_grid_of_equal_cost_and_its_intervals_cover_the_truth():

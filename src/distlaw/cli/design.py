@@ -32,6 +32,7 @@ def design(
     max_params: Annotated[Optional[float], typer.Option("--max-params", help="Largest model the pilot may train (non-embedding parameters; default 1e12, with --next 4x the largest finished model).", show_default=False)] = None,
     min_params: Annotated[float, typer.Option("--min-params", help="Smallest model the pilot may train.")] = 1e5,
     max_runs: Annotated[int, typer.Option("--max-runs", min=4, help="Most runs a designed pilot may have.")] = 256,
+    min_tokens: Annotated[float, typer.Option("--min-tokens", min=0, help="Shortest run (tokens) a designed pilot may have: runs of a few optimizer steps sit in the warm-up, not on the laws (e.g. 100 steps of batch x seq_len).")] = 0.0,
     replicates: Annotated[Optional[int], typer.Option("--replicates", help="Simulated repetitions of each candidate pilot (default 40; with --next 8 per plausible truth).", show_default=False)] = None,
     level: Annotated[float, typer.Option("--level", help="Interval level (0.9: the central 90 %).")] = 0.9,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the simulated noise.")] = 0,
@@ -121,7 +122,7 @@ def design(
 
     with err_console.status("building candidate pilots", spinner="dots") as status:  # a spinner on stderr; nothing when piped
         result = design_sweep(
-            flops, goal, coefficients, out, noise=noise, max_params=max_params, min_params=min_params, max_runs=max_runs,
+            flops, goal, coefficients, out, noise=noise, max_params=max_params, min_params=min_params, max_runs=max_runs, min_tokens=min_tokens,
             replicates=replicates, level=level, seed=seed, name=name, corpus=corpus, tokenizer=tokenizer, seq_len=seq_len,
             aspect_ratio=aspect_ratio, head_dim=head_dim, progress=status.update,
         )

@@ -74,7 +74,8 @@ class Design:
 
 
 def candidate_pilots(budget: float, prior: Coefficients, target: Target, *, max_params: float, min_params: float,
-                     noise: float, max_runs: int, sizes: Callable[[float, float], np.ndarray] | None = None) -> list[tuple[str, Pilot]]:
+                     noise: float, max_runs: int, sizes: Callable[[float, float], np.ndarray] | None = None,
+                     min_tokens: float = 0.0) -> list[tuple[str, Pilot]]:
     """Greedy pilots over size ranges and teacher counts, fixed-M layouts and the log-uniform grid."""
     top = check_budget(budget, max_params, min_params)
     sizes = sizes or (lambda lo, hi: np.geomspace(lo, hi, 9))
@@ -88,7 +89,7 @@ def candidate_pilots(budget: float, prior: Coefficients, target: Target, *, max_
             if len(grid) < 3:
                 continue
             for teachers in (2, 4):
-                pilot = greedy_pilot(Pool.grid(grid, teacher_sizes=teachers), priors, target, budget, noise=noise, max_runs=max_runs)
+                pilot = greedy_pilot(Pool.grid(grid, teacher_sizes=teachers, min_tokens=min_tokens), priors, target, budget, noise=noise, max_runs=max_runs)
                 if len(pilot.dist_params) and pilot.runs >= 15:
                     out.append(("greedy", pilot))
     layouts = [layout for layout in layout_candidates(budget, top, min_params) if layout.n_teachers == 2][:6]
@@ -106,11 +107,12 @@ def _widths(predictions: np.ndarray, truth: float, level: float) -> np.ndarray:
 
 def design_pilot(budget: float, target: Target, prior: Coefficients, *, noise: float = 0.005, max_params: float = 1e12,
                  min_params: float = 1e5, max_runs: int = 256, replicates: int = 40, level: float = 0.9, seed: int = 0,
-                 sizes: Callable[[float, float], np.ndarray] | None = None,
+                 min_tokens: float = 0.0, sizes: Callable[[float, float], np.ndarray] | None = None,
                  progress: Callable[[str], None] | None = None) -> Design:
     """The candidates for ``budget`` FLOPs, scored by simulation, best first (module docstring)."""
     truth = target.truth(prior)
-    pool = candidate_pilots(budget, prior, target, max_params=max_params, min_params=min_params, noise=noise, max_runs=max_runs, sizes=sizes)
+    pool = candidate_pilots(budget, prior, target, max_params=max_params, min_params=min_params, noise=noise, max_runs=max_runs, sizes=sizes,
+                            min_tokens=min_tokens)
     if progress:
         progress(f"simulating {len(pool)} candidate pilots x {replicates} replicates")
     widths = _widths(simulate([p for _, p in pool], prior, target, noise=noise, replicates=replicates, seed=seed), truth, level)

@@ -42,14 +42,15 @@ class Pool:
     sup_loss: np.ndarray | None = None  # measured losses of supervised runs already trained (NaN: not trained)
 
     @classmethod
-    def grid(cls, sizes: Sequence[float], teacher_sizes: int = 4) -> Pool:
+    def grid(cls, sizes: Sequence[float], teacher_sizes: int = 4, min_tokens: float = 0.0) -> Pool:
         """Every size at every supervised ratio; the ``teacher_sizes`` largest sizes teach at M = 20, 80,
-        320; every smaller size is distilled from each teacher at every student ratio."""
+        320; every smaller size is distilled from each teacher at every student ratio. Runs of fewer than
+        ``min_tokens`` tokens are left out (runs of a few optimizer steps sit in the warm-up, not on the laws)."""
         sizes = np.unique(np.asarray(sizes, dtype=float))
-        pairs = [(n, n * m) for n in sizes for m in sorted(set(SUPERVISED_RATIOS) | set(TEACHER_RATIOS))]
+        pairs = [(n, n * m) for n in sizes for m in sorted(set(SUPERVISED_RATIOS) | set(TEACHER_RATIOS)) if n * m >= min_tokens]
         sup_n, sup_d = (np.array(x) for x in zip(*pairs))
         teachers = [i for i, (n, d) in enumerate(pairs) if n in sizes[-teacher_sizes:] and d / n in TEACHER_RATIOS]
-        dist = [(s, s * m, t) for t in teachers for s in sizes if s < sup_n[t] for m in STUDENT_RATIOS]
+        dist = [(s, s * m, t) for t in teachers for s in sizes if s < sup_n[t] for m in STUDENT_RATIOS if s * m >= min_tokens]
         dn, dd, dt = (np.array(x) for x in zip(*dist)) if dist else (np.zeros(0), np.zeros(0), np.zeros(0))
         return cls(sup_n, sup_d, dn, dd, dt.astype(int))
 
