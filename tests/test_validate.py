@@ -246,3 +246,21 @@ def test_validate_trains_recipes_into_the_pilots_store(cli, tmp_path: Path):
     assert again.code == 0 and again.json()["recipes"][0]["observed"] == recipe["observed"]
     with RunStore(store) as s:
         assert s.get(recipe["name"]).attempts == 1  # reused, not retrained
+
+
+def test_intervals_carry_the_fits_run_noise() -> None:
+    """With every bootstrap sample at the point estimate, the interval is the run noise alone: the point times
+    exp(+-z sigma), sigma the recorded RMS log residual times sqrt(n / (n - p)) (normal quantiles, 4000 draws)."""
+    data = {"supervised": SUP, "bootstrap": {"supervised": [SUP] * 4000},
+            "meta": {"fit": {"supervised": {"free": ["E", "A", "B", "alpha", "beta"],
+                                            "metrics": {"fit": {"n": 10, "rms_log_error": 0.01}}}}}}
+    coefficients = Coefficients.from_dict(data)
+    row = {"kind": "supervised", "params": 2e4, "tokens": 1e6, "loss": 2.0}
+    check = score_runs(coefficients, pd.DataFrame([row]), level=0.9).checks[0]
+    sigma = 0.01 * np.sqrt(10 / 5)
+    point = naive_supervised(SUP, row["params"], row["tokens"])
+    assert check.predicted == pytest.approx(point, rel=1e-12)
+    assert np.log(check.interval[1] / point) == pytest.approx(1.6449 * sigma, rel=0.06)
+    assert np.log(point / check.interval[0]) == pytest.approx(1.6449 * sigma, rel=0.06)
+    bare = score_runs(Coefficients.from_dict({k: v for k, v in data.items() if k != "meta"}), pd.DataFrame([row]), level=0.9)
+    assert bare.checks[0].interval is not None and bare.checks[0].interval[1] - bare.checks[0].interval[0] < 1e-9 * point

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from distlaw.errors import DistlawError
@@ -24,11 +25,15 @@ from distlaw.laws import load_coefficients
 from distlaw.planning import Planner, SCENARIOS
 
 if TYPE_CHECKING:
+    from distlaw.design.validate import Validation
     from distlaw.report.study import ReportLaws
 
 DEMO_CONFIG = "demo"  # a shipped sweep config, by name (distlaw.lab.protocols.shipped_configs)
-# Tiny pilots cannot pin every exponent: Chinchilla's form (gamma = 1) keeps the supervised law identifiable.
-DEMO_FIXED: dict[str, float] = {"supervised.gamma": 1.0}
+# Tiny pilots cannot pin every coefficient: each law's form is chosen with this prior (distlaw fit --prior).
+DEMO_PRIOR = "busbridge2025"
+DEMO_BOOTSTRAP = 64  # resamples behind the prediction intervals
+DEMO_LEVEL = 0.9
+VALIDATE_SCALE = 2.0  # the validated recipe: the demo's student with twice the training compute (6 N D) of its largest distilled run
 # A realistic question answered with the published law, shown beside the pilot's own fit.
 AT_SCALE = {"student_params": 1e9, "compute": 1e21}
 
@@ -42,6 +47,10 @@ class StudyResult:
     teachers: pd.DataFrame
     at_scale: list[dict[str, Any]]
     seconds: float
+    held_out: pd.DataFrame | None = None  # the runs of largest compute, left out of the fit
+    extrapolation: Validation | None = None  # the fit's predictions of them
+    validation: Validation | None = None  # a recipe planned with the fit, trained, scored
+    skipped: dict[str, str] = field(default_factory=dict)  # why a check is missing ("extrapolation", "validation")
 
     def summary(self) -> dict[str, Any]:
         """The JSON summary (``summary.json`` and ``distlaw demo --json``)."""
@@ -54,6 +63,9 @@ class StudyResult:
             "distillation_gains": self.gains.to_dict(orient="records"),
             "best_teachers": self.teachers.to_dict(orient="records"),
             "at_scale": {**AT_SCALE, "coefficients": "busbridge2025", "recipes": self.at_scale},
+            "extrapolation": None if self.extrapolation is None else self.extrapolation.record(),
+            "validation": None if self.validation is None else self.validation.record(),
+            "skipped": dict(self.skipped),
             "files": {k: str(self.out_dir / v) for k, v in OUTPUTS.items() if k != "coefficients" or self.laws.coefficients},
         }
 
@@ -69,6 +81,57 @@ def plan_at_scale() -> list[dict[str, Any]]:
     baseline = planner.supervised(AT_SCALE["student_params"], AT_SCALE["compute"])
     recipes.append({"scenario": "supervised", "student_tokens": float(baseline.tokens), "student_loss": float(baseline.loss)})
     return recipes
+
+
+def split_largest(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs table without, and with only, the runs of largest compute of each kind (the top quarter by
+    N D, ``distlaw.fitting.selection.largest_runs``): what the demo fits, and what it predicts."""
+    from distlaw.fitting.selection import largest_runs
+
+    held = np.zeros(len(runs), dtype=bool)
+    for kind in ("supervised", "distilled"):
+        rows = np.flatnonzero((runs["kind"] == kind).to_numpy())
+        if len(rows) >= 4:  # fewer runs leave nothing to fit
+            held[rows[largest_runs({"N": runs["params"].to_numpy(float)[rows], "D": runs["tokens"].to_numpy(float)[rows]})]] = True
+    return runs[~held].reset_index(drop=True), runs[held].reset_index(drop=True)
+
+
+def predict_held_out(laws: ReportLaws, held: pd.DataFrame, skipped: dict[str, str]) -> Validation | None:
+    """The fitted laws' predictions (with bootstrap intervals) of the held-out runs; None, with the reason in
+    ``skipped``, when the laws cannot score them."""
+    from distlaw.design.validate import score_runs
+
+    if laws.coefficients is None or held.empty:
+        skipped["extrapolation"] = "no law was fitted" if laws.coefficients is None else "too few runs to hold any out"
+        return None
+    rows = held if laws.usable("distillation") else held[held["kind"] == "supervised"]
+    try:
+        return score_runs(laws.coefficients, rows, level=DEMO_LEVEL, source="the held-out runs")
+    except DistlawError as error:
+        skipped["extrapolation"] = str(error)
+        return None
+
+
+def validate_one_recipe(laws: ReportLaws, runs: pd.DataFrame, store: Path, sweep: str, workers: int | None,
+                        skipped: dict[str, str]) -> Validation | None:
+    """``distlaw validate`` for one recipe: the demo's smallest student with ``VALIDATE_SCALE`` times the
+    training compute 6 N D of the largest distilled run (so the recipe stays near the runs the fit saw),
+    planned with the fit, trained into the store, scored."""
+    from distlaw.design.validate import validate_recipes
+    from distlaw.design.validate_store import read_pilot
+
+    distilled = runs[runs["kind"] == "distilled"]
+    if not laws.usable("distillation") or distilled.empty:
+        skipped["validation"] = "no distillation law was fitted" if not distilled.empty else "no distilled runs"
+        return None
+    budget = VALIDATE_SCALE * float((6.0 * distilled["params"] * distilled["tokens"]).max())
+    try:
+        assert laws.coefficients is not None
+        return validate_recipes(laws.coefficients, read_pilot(store, sweep), [budget], level=DEMO_LEVEL,
+                                student=float(distilled["params"].min()), workers=workers)
+    except DistlawError as error:
+        skipped["validation"] = str(error)
+        return None
 
 
 def check_study_folder(out_dir: str | os.PathLike[str]) -> Path:
@@ -117,17 +180,25 @@ def run_study(
         runs = runs_table(store, sweep_config.name)
     write_table(runs, out / OUTPUTS["runs"])
 
-    stage("fitting the supervised and distillation laws")
-    laws = fit_laws(runs, fixed=DEMO_FIXED if fixed is None else fixed, grid=grid, source=str(out / OUTPUTS["runs"]))
+    train, held = split_largest(runs)
+    stage(f"fitting both laws to the {len(train)} smaller runs (forms chosen with the prior {DEMO_PRIOR}); "
+          f"{len(held)} runs of largest compute held out")
+    laws = fit_laws(train, fixed=fixed, grid=grid, bootstrap=DEMO_BOOTSTRAP, level=DEMO_LEVEL, source=str(out / OUTPUTS["runs"]),
+                    prior=load_coefficients(DEMO_PRIOR), prior_name=DEMO_PRIOR)
     if laws.coefficients is not None:
         laws.coefficients.save(out / OUTPUTS["coefficients"])
     else:  # no law could be fitted: no coefficients file, not even one left by an earlier run
         (out / OUTPUTS["coefficients"]).unlink(missing_ok=True)
+    skipped: dict[str, str] = {}
+    extrapolation = predict_held_out(laws, held, skipped)
+    stage("validating: a recipe planned with the fit, trained and compared with its prediction")
+    validation = validate_one_recipe(laws, runs, store_path, sweep_config.name, workers, skipped)
 
     stage("planning and writing the report")
     result = StudyResult(
         out_dir=out, runs=runs, laws=laws, gains=distillation_gains(runs), teachers=best_teachers(runs),
-        at_scale=plan_at_scale(), seconds=time.perf_counter() - start,
+        at_scale=plan_at_scale(), seconds=time.perf_counter() - start, held_out=held, extrapolation=extrapolation,
+        validation=validation, skipped=skipped,
     )
     study_report(result).write(out / OUTPUTS["report"])
     write_json(result.summary(), out / OUTPUTS["summary"])

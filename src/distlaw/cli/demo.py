@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -52,9 +52,28 @@ def demo(
         f"At scale (busbridge2025): a 1e9 student with 1e21 FLOPs reaches {best['student_loss']:.3f} nats distilled "
         f"from the best teacher vs {recipes['supervised']['student_loss']:.3f} supervised."
     )
+    _print_checks(result)
     files = summary["files"]
     console.print(f"Report: {files['report']}  (runs: {files['runs']}, coefficients: {files.get('coefficients', 'none')})",
                   highlight=False)
+
+
+def _print_checks(result: Any) -> None:
+    """One line each: how the fit predicted the held-out largest runs, and the validated recipe."""
+    from distlaw.report.study import mape_by_kind
+
+    if result.extrapolation is not None:
+        e = result.extrapolation
+        mape = ", ".join(f"{kind} {value:.3g} %" for kind, value in mape_by_kind(e.checks).items())
+        console.print(f"Held out: the {len(e.checks)} runs of largest compute, predicted with MAPE {mape}; "
+                      f"{e.inside}/{e.total} inside their {e.level:.0%} intervals.", highlight=False)
+    for c in result.validation.checks if result.validation is not None else []:
+        band = "(no interval)" if c.interval is None else f"[{c.interval[0]:.4f}, {c.interval[1]:.4f}]"
+        observed = "not trained" if c.observed is None else f"observed {c.observed:.4f} ({'inside' if c.inside else 'outside'})"
+        console.print(f"Validated recipe: {c.kind} N={c.params:.0f} D={c.tokens:.3g}: predicted {c.predicted:.4f} {band}, {observed}.",
+                      highlight=False)
+    for check, why in result.skipped.items():
+        console.print(f"No {check} check: {why}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,9 +3,12 @@
 them with the lab into the pilot's store and scores them.
 
 A prediction is Eq. 1 (supervised) or Eq. 8 (distilled, with the teacher's measured loss) of Busbridge
-et al. 2025 (arXiv 2502.08606) under the point coefficients; its interval is the central ``level``
-interval of the same prediction under every bootstrap sample (``distlaw fit --bootstrap``), shown only
-where it holds the point prediction (``distlaw.intervals.interval_around``). Compute is 6 N D plus the
+et al. 2025 (arXiv 2502.08606) under the point coefficients. Its interval is a prediction interval for the
+loss a new run will measure: the central ``level`` interval of the same prediction under every bootstrap
+sample (``distlaw fit --bootstrap``: the law's uncertainty), each draw times exp(sigma z) with sigma the
+fit's residual scale in log space (``run_noise``: one run's scatter about the law, which an observation
+carries and a bootstrap of the mean does not). It is shown only where it holds the point prediction
+(``distlaw.intervals.interval_around``). Compute is 6 N D plus the
 online teacher's 2 N_T D (Eq. 9 with F(N) = 2N, as the lab counts it).
 """
 
@@ -108,10 +111,28 @@ def _log_supervised(c: dict[str, np.ndarray], n: np.ndarray, d: np.ndarray) -> n
     return log_supervised_loss(np.log(n), np.log(d), np.log(c["E"]), np.log(c["A"]), np.log(c["B"]), c["alpha"], c["beta"], c["gamma"])
 
 
-def loss_draws(coefficients: Coefficients, params: np.ndarray, tokens: np.ndarray, teacher_loss: np.ndarray) -> list[np.ndarray]:
+def run_noise(coefficients: Coefficients, law: str) -> float:
+    """One run's scatter about the fitted ``law`` in log space: the fit's RMS log residual with a degrees-of-freedom
+    correction, sqrt(n / (n - p)) for n runs and p free coefficients (``meta.fit`` of a ``distlaw fit`` file);
+    0 where the file does not record it (a preset)."""
+    block = ((coefficients.meta or {}).get("fit") or {}).get(law) or {}
+    metrics = (block.get("metrics") or {}).get("fit") or {}
+    rms, n, p = metrics.get("rms_log_error"), metrics.get("n") or 0, len(block.get("free") or ())
+    if rms is None or not np.isfinite(rms):
+        return 0.0
+    return float(rms) * float(np.sqrt(n / (n - p))) if n > p else float(rms)
+
+
+def with_run_noise(draws: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap draws of a law's prediction, each times exp(sigma z): draws of what one run would measure."""
+    return draws * np.exp(sigma * rng.standard_normal(draws.shape)) if sigma > 0 else draws
+
+
+def loss_draws(coefficients: Coefficients, params: np.ndarray, tokens: np.ndarray, teacher_loss: np.ndarray,
+               seed: int = 0) -> list[np.ndarray]:
     """Predicted losses of each run under each bootstrap sample, one array per run: Eq. 1 under every
     supervised sample where ``teacher_loss`` is NaN, else Eq. 8 with that teacher loss (supervised sample i
-    paired with distillation sample i, as the planner pairs them)."""
+    paired with distillation sample i, as the planner pairs them); each with its law's ``run_noise``."""
     n, d, lt = (np.asarray(a, dtype=float) for a in (params, tokens, teacher_loss))
     distilled = ~np.isnan(lt)
     sup = _blocks(coefficients, "supervised")
@@ -124,7 +145,9 @@ def loss_draws(coefficients: Coefficients, params: np.ndarray, tokens: np.ndarra
         student = log_student_loss(np.log(n), np.log(d), log_lt, _log_supervised(sup, n, d), np.log(dist["A"]), np.log(dist["B"]),
                                    dist["alpha"], dist["beta"], dist["gamma"], dist["c0"], dist["c1"], dist["f1"], np.log(dist["d1"]))
         out = [np.exp(student[:, i]) if distilled[i] else draws for i, draws in enumerate(out)]
-    return out
+    rng = np.random.default_rng(seed)
+    sigma = {law: run_noise(coefficients, law) for law in ("supervised", "distillation")}
+    return [with_run_noise(draws, sigma["distillation" if distilled[i] else "supervised"], rng) for i, draws in enumerate(out)]
 
 
 def _checks(coefficients: Coefficients, table: pd.DataFrame, level: float) -> tuple[list[Check], list[str]]:

@@ -97,6 +97,7 @@ class FitResult:
             "evaluations": self.evaluations,
             "bootstrap": 0 if self.bootstrap_samples is None else int(len(self.bootstrap)),
             "level": self.level,
+            "at_bound": dict(self.at_bound),
         }
 
     def summary(self) -> dict[str, Any]:

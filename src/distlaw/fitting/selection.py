@@ -77,6 +77,11 @@ def distillation_candidates(prior: Mapping[str, float] | None, prior_name: str,
     return out
 
 
+def fewest_free(model: LawModel, forms: Sequence[Parameterisation], user_fixed: Mapping[str, float]) -> int:
+    """The fewest free coefficients any of ``forms`` leaves ``model`` (with ``user_fixed`` held too)."""
+    return min(len(model.parameters) - len(set(f.fixed) | set(user_fixed)) for f in forms)
+
+
 @dataclass(frozen=True)
 class Scored:
     """One parameterisation's test: its held-out error and the coefficients its full fit puts on a bound."""

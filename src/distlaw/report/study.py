@@ -8,7 +8,7 @@ so one law that cannot be fitted never costs the other law's section or the obse
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from distlaw.report.plots import parity_figure, student_teacher_figure, supervis
 from distlaw.runs import predict_runs
 
 if TYPE_CHECKING:
+    from distlaw.design.validate import Check
     from distlaw.study import StudyResult
 
 LAWS = ("supervised", "distillation")
@@ -114,8 +115,11 @@ def fit_laws(
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
     source: str = "runs table",
+    prior: Coefficients | None = None,
+    prior_name: str | None = None,
 ) -> ReportLaws:
-    """Fit the supervised and distillation laws (Busbridge Eqs. 1 and 8) to a validated runs table.
+    """Fit the supervised and distillation laws (Busbridge Eqs. 1 and 8) to a validated runs table; with a
+    ``prior``, each law's form is chosen by leave-largest-runs-out error (``distlaw fit --prior``).
 
     A law the runs cannot fit (fewer runs than free coefficients, no rows of its kind, no supervised
     law to give Ltilde_S, or any other DistlawError of the fitter) is left out with the reason; the
@@ -125,11 +129,12 @@ def fit_laws(
 
     check_fit_options(grid, bootstrap, level)
     routed = _routed_fixed(fixed or {}, [law for law in LAWS if (runs["kind"] == KIND[law]).any()])
-    missing = _unfittable(runs, routed)
+    missing = _unfittable(runs, routed, prior)
     origin = f"fitted to {source}"
     if "supervised" in missing:
         return ReportLaws(None, origin, None, missing)
-    options: dict[str, Any] = dict(grid=grid, bootstrap=bootstrap, level=level, seed=seed, source=source)
+    options: dict[str, Any] = dict(grid=grid, bootstrap=bootstrap, level=level, seed=seed, source=source, prior=prior,
+                                   prior_name=prior_name)
     supervised_only = {f"supervised.{k}": v for k, v in routed["supervised"].items()}
     both_error = None
     if "distillation" not in missing:
@@ -149,10 +154,12 @@ def fit_laws(
     return _fitted(supervised, origin, missing)
 
 
-def _unfittable(runs: pd.DataFrame, routed: Mapping[str, Mapping[str, float]]) -> dict[str, str]:
+def _unfittable(runs: pd.DataFrame, routed: Mapping[str, Mapping[str, float]], prior: Coefficients | None = None) -> dict[str, str]:
     """The laws these runs cannot fit, known before fitting: no rows of their kind, or fewer rows than
-    free coefficients (the distillation law counts students trained from scratch, as the fitter does)."""
+    free coefficients (the distillation law counts students trained from scratch, as the fitter does;
+    with a ``prior``, the fewest any of its forms leaves free)."""
     from distlaw.fitting.models import MODELS
+    from distlaw.fitting.selection import distillation_candidates, fewest_free, supervised_candidates
 
     from_scratch = runs["pruned_to"].isna() if "pruned_to" in runs.columns else True
     counts = {"supervised": int((runs["kind"] == "supervised").sum()),
@@ -160,6 +167,11 @@ def _unfittable(runs: pd.DataFrame, routed: Mapping[str, Mapping[str, float]]) -
     missing = {}
     for law in LAWS:
         free = len(MODELS[law].names) - len(routed[law])
+        if prior is not None:
+            block = getattr(prior, law)
+            values = None if block is None else block.as_dict()
+            forms = supervised_candidates(values, prior.name) if law == "supervised" else distillation_candidates(values, prior.name)
+            free = fewest_free(MODELS[law], forms, routed[law])
         if counts[law] == 0:
             scratch = " trained from scratch (Eq. 8 leaves out students pruned from their teacher)" if law == "distillation" else ""
             missing[law] = f"no {KIND[law]} runs{scratch} to fit it"
@@ -274,8 +286,10 @@ def _law_section(report: Report, runs: pd.DataFrame, laws: ReportLaws, law: str)
         report.paragraph(f"Coefficients {laws.origin}.", note=True)
     else:
         report.paragraph(_fit_sentence(block), note=True)
+        if "parameterisation" in block:
+            report.paragraph(_form_sentence(block["parameterisation"]), note=True)
         none = table.loc[(table.filter(like="interval") == "none").any(axis=1), "coefficient"]
-        for name in none.str.removesuffix(" (fixed)"):
+        for name in none.str.split(" (", regex=False).str[0]:
             report.paragraph(f"No interval for {name}: {block.get('interval_notes', {}).get(name, NO_INTERVAL)}.", note=True)
         for warning in block["warnings"]:
             report.paragraph(f"Warning: {warning}", note=True)
@@ -308,13 +322,38 @@ def _coefficient_table(law: str, coefficients: Coefficients, block: dict[str, An
     level = block["fit"]["level"] if block else DEFAULT_LEVEL
     rows = []
     for name, value in values.items():
-        row: dict[str, Any] = {"coefficient": name + (" (fixed)" if name in fixed else ""), "fitted" if block else "value": value}
+        row: dict[str, Any] = {"coefficient": name + _status(name, block) if block else name, "fitted" if block else "value": value}
         if intervals:
             row[f"{100 * level:g}% interval"] = _interval(value, intervals.get(name))
         row["busbridge2025"] = published.get(name)
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.drop(columns="busbridge2025") if values == published else table
+
+
+def _status(name: str, block: dict[str, Any]) -> str:
+    """What a fitted coefficient's value rests on, when not on the runs alone: the prior, the chosen form or
+    --fix, or a bound the fit ran into (the runs do not identify it)."""
+    form = block.get("parameterisation") or {}
+    if name in form.get("from_prior", ()):
+        return " (from the prior)"
+    if name in form.get("fixed", {}):
+        return f" (fixed by the form {form['name']})"
+    if name in block["fit"]["fixed"]:
+        return " (fixed)"
+    side = block["fit"].get("at_bound", {}).get(name)
+    return f" (on its {side} bound: not identified by the runs)" if side else ""
+
+
+def _form_sentence(form: dict[str, Any]) -> str:
+    def tried(c: dict[str, Any]) -> str:
+        if c["holdout_mape_pct"] != c["holdout_mape_pct"]:  # NaN: not scored
+            return f"{c['name']} (not scored: {c['note']})"
+        bound = f", on a bound: {', '.join(c['at_bound'])}" if c["at_bound"] else ""
+        return f"{c['name']} ({c['holdout_mape_pct']:.3g} %{bound})"
+
+    return (f"Form: {form['name']}, chosen among nested parameterisations by the error on the {form['held_out']} runs of largest "
+            f"compute left out of their fit: {form['reason']}. Tried (held-out MAPE): {'; '.join(map(tried, form['candidates']))}.")
 
 
 def _fit_sentence(block: dict[str, Any]) -> str:
@@ -372,12 +411,66 @@ def add_runs_table(report: Report, runs: pd.DataFrame) -> None:
     report.table(runs[[c for c in RUN_COLUMNS if c in runs.columns]])
 
 
+def check_table(checks: Sequence[Check]) -> pd.DataFrame:
+    """One row per prediction checked: the run, its prediction with interval, the observation, the error."""
+    return pd.DataFrame([{
+        "kind": c.kind, "params": c.params, "tokens": c.tokens, "teacher_loss": c.teacher_loss, "predicted": c.predicted,
+        "interval": "none" if c.interval is None else f"[{format_number(c.interval[0], 4)}, {format_number(c.interval[1], 4)}]",
+        "observed": c.observed, "error %": c.error, "inside": c.inside,
+    } for c in checks])
+
+
+def mape_by_kind(checks: Sequence[Check]) -> dict[str, float]:
+    """Mean absolute percentage error of the predictions of each kind of run (those observed)."""
+    out = {}
+    for kind in ("supervised", "distilled"):
+        errors = [abs(c.error) for c in checks if c.kind == kind and c.error is not None]
+        if errors:
+            out[kind] = float(np.mean(errors))
+    return out
+
+
+def _checks_section(report: Report, result: StudyResult) -> None:
+    """The fit's predictions checked: the held-out runs of largest compute, and a planned recipe trained."""
+    from distlaw.design.validate_plot import draw_validation
+    from distlaw.figures import new_figure
+    from distlaw.study import VALIDATE_SCALE
+
+    report.heading("Predictions checked against runs the fit did not see")
+    panels = [(v, title) for v, title in ((result.extrapolation, "the largest runs, held out of the fit"),
+                                          (result.validation, "a planned recipe, trained")) if v is not None]
+    if panels:
+        fig, axes = new_figure(len(panels))
+        for ax, (validation, title) in zip(axes[0], panels):
+            draw_validation(ax, validation.checks, validation.level, title)
+        report.figure(fig, "Predicted against observed loss with bootstrap intervals (Busbridge et al. 2025, Fig. 5 style; dotted: ±1 %).")
+    if result.extrapolation is not None:
+        e = result.extrapolation
+        mape = ", ".join(f"{kind} {value:.3g} %" for kind, value in mape_by_kind(e.checks).items())
+        report.paragraph(f"Fitted to the smaller runs, the laws predict the {len(e.checks)} runs of largest compute with MAPE {mape}; "
+                         f"{e.inside} of {e.total} observed losses fall inside their {e.level:.0%} intervals.")
+        report.table(check_table(e.checks))
+    if result.validation is not None:
+        v = result.validation
+        report.paragraph(f"A recipe planned with the fit (distlaw validate: the planner's choice for the student with "
+                         f"{VALIDATE_SCALE:g} times the training compute of the largest distilled run), trained into the same store: {v.inside} of {v.total} inside its {v.level:.0%} interval.")
+        report.table(check_table(v.checks))
+        for name in v.failed:
+            report.paragraph(f"Run {name} did not finish.", note=True)
+    for check, why in result.skipped.items():
+        report.paragraph(f"No {check} check: {why}.", note=True)
+    for warning in dict.fromkeys([*(result.extrapolation.warnings if result.extrapolation else []),
+                                  *(result.validation.warnings if result.validation else [])]):
+        report.paragraph(f"Warning: {warning}", note=True)
+
+
 def study_report(result: StudyResult) -> Report:
     """The report of a finished ``distlaw demo`` study: the runs report plus a plan at scale."""
     report = runs_report(
         result.runs, result.laws, title="distlaw study report",
         intro=f"Trained in {result.out_dir}, {result.seconds:.0f} s in this session. Losses are validation cross-entropy per token.",
     )
+    _checks_section(report, result)
     report.heading("Planning at scale (published coefficients)")
     at_scale = pd.DataFrame(result.at_scale).drop(columns=["compute_split"], errors="ignore")
     report.paragraph("Compute-optimal recipes for a 1e9-parameter student with 1e21 FLOPs under the four scenarios of "
