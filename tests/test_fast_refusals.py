@@ -163,3 +163,9 @@ CASES.update({  # design --next (issue 12, item 2): refused before the fit impor
     "design --next: store not SQLite": ["design", "--next", "2", "--store", "text.db", "--target", "student=1e9,tokens=2e10", "--out", "p.toml"],
     "design --next: no such store": ["design", "--next", "2", "--store", "none.db", "--target", "student=1e9,tokens=2e10", "--out", "p.toml"],
 })
+
+CASES.update({  # fit --prior (issue 12, item 3): the prior is read before the fitter imports torch
+    "fit: unknown prior": ["fit", "runs.csv", "--prior", "nosuch"],
+    "report: unknown prior": ["report", "runs.csv", "--prior", "nosuch"],
+    "report: --prior with --coefficients": ["report", "runs.csv", "--prior", "busbridge2025", "--coefficients", "busbridge2025"],
+})

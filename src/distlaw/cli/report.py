@@ -18,6 +18,7 @@ def report(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the report (.html, in an existing folder).")] = Path("report.html"),
     coefficients: Annotated[Optional[str], typer.Option("--coefficients", "-c", help="Preset or coefficients JSON to compare against; default: fit both laws to RUNS.")] = None,
     fix: Annotated[Optional[list[str]], typer.Option("--fix", help="When fitting, hold a coefficient fixed: NAME=VALUE (as in `distlaw fit`, e.g. gamma=1). Repeatable.")] = None,
+    prior: Annotated[Optional[str], typer.Option("--prior", help="When fitting, choose each law's form with this preset or coefficients JSON as prior (as in `distlaw fit --prior`).")] = None,
     grid: Annotated[Optional[str], typer.Option("--grid", help="Start grid when fitting: coarse (default, fast), paper (216k distillation starts) or epoch.")] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", help="Bootstrap resamples for intervals of the fitted coefficients and the optimal teacher sizes (0: none).")] = 0,
     level: Annotated[float, typer.Option("--level", help="Confidence level of the bootstrap intervals.")] = 0.95,
@@ -35,21 +36,25 @@ def report(
 
       distlaw report runs.csv --fix gamma=1 --bootstrap 100 --out report.html
 
+      distlaw report runs.csv --prior busbridge2025 --out report.html
+
       distlaw report runs.csv --coefficients busbridge2025 --out vs-published.html
     """
     check_output_path(out, (".html",), "report")
     fixed = parse_fix(fix)
-    if coefficients is not None and (fixed or grid is not None):
-        raise DistlawError("--fix and --grid apply when fitting the laws; with --coefficients nothing is fitted")
+    if coefficients is not None and (fixed or grid is not None or prior is not None):
+        raise DistlawError("--fix, --grid and --prior apply when fitting the laws; with --coefficients nothing is fitted")
     from distlaw.laws import load_coefficients
     from distlaw.report.study import LAWS, add_runs_table, check_interval_options, fit_laws, given_laws, runs_report
     from distlaw.runs import read_runs
 
     check_interval_options(bootstrap, level)
     coef = load_coefficients(coefficients) if coefficients is not None else None
+    prior_coef = load_coefficients(prior) if prior is not None else None
     table = read_runs(runs)
     if coef is None:
-        laws = fit_laws(table, fixed=fixed, grid=grid or "coarse", bootstrap=bootstrap, level=level, source=str(runs))
+        laws = fit_laws(table, fixed=fixed, grid=grid or "coarse", bootstrap=bootstrap, level=level, source=str(runs),
+                        prior=prior_coef, prior_name=prior)
     else:
         laws = given_laws(coef, coefficients or "")
     document = runs_report(table, laws, title=f"distlaw report: {runs.name}", bootstrap=bootstrap, level=level)
