@@ -5,7 +5,8 @@ shape, parameters, tokens, FLOPs, teacher, losses, wall time, status and checkpo
 ``jobs`` holds the last job a sweep's executor ran for each run or shared build (its backend, job id,
 state and log path; added by ``CREATE TABLE IF NOT EXISTS``, so older stores open unchanged). Writes
 are short ``BEGIN IMMEDIATE`` transactions in WAL mode, written by one sweep coordinator (jobs on a
-cluster never open the store). Run directories live beside the database: ``RUNS.db`` keeps them in
+cluster never open the store); the file is opened through SQLite only, never as a plain file, which would drop
+the process's locks (``_check_sqlite_file``). Run directories live beside the database: ``RUNS.db`` keeps them in
 ``RUNS.runs/<name>``.
 
 ``runs_table`` turns finished runs into the runs table that ``distlaw fit`` reads (Busbridge et al.
@@ -19,7 +20,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,9 +159,6 @@ class RunRecord:
         return self.status == "running" and not process_alive(self.pid)
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
 def runs_dir_of(store_path: str | os.PathLike[str]) -> Path:
     """The default run folders of the store at ``store_path``: ``RUNS.db`` -> ``RUNS.runs`` (absolute)."""
     return Path(store_path).resolve().with_suffix(".runs")
@@ -188,11 +186,24 @@ def check_store(path: Path, create: bool = True) -> Path:
         if not create:
             raise DistlawError(f"{path}: no such run store (plan a sweep into it first)")
         return path
-    with path.open("rb") as fh:
-        header = fh.read(len(SQLITE_HEADER))
-    if header and header != SQLITE_HEADER:
-        raise DistlawError(f"{path}: not a SQLite file, so not a run store")
+    _check_sqlite_file(path)
     return path
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse a file whose header is not SQLite's, read by SQLite itself: never open the store with a
+    plain file descriptor. POSIX advisory locks belong to the process, so closing any descriptor of the
+    database file drops the locks of every connection this process holds to it; another process that
+    then closes its own last connection believes it is the last, checkpoints and deletes the -wal and
+    -shm files under the live ones (https://sqlite.org/howtocorrupt.html, section 2.2), whose next
+    statement fails with "disk I/O error" (or whose writes are lost). SQLite's own connections share
+    their locks within a process and defer such closes, so a second connection is safe."""
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as probe:
+            probe.execute("PRAGMA schema_version")
+    except sqlite3.Error as exc:
+        why = "not a SQLite file, so not a run store" if getattr(exc, "sqlite_errorname", None) == "SQLITE_NOTADB" else f"cannot be opened as a run store ({exc})"
+        raise DistlawError(f"{path}: {why}") from exc
 
 
 class RunStore:
