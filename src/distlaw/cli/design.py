@@ -19,8 +19,8 @@ SHOWN = 8  # candidates in the table (and the grid); --json has them all
 def design(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the pilot's sweep config (.toml; its folder must exist).", show_default=False)],
     next_runs: Annotated[Optional[int], typer.Option("--next", help="Active design: propose the K next runs for the runs --store has finished.", show_default=False)] = None,
-    store: Annotated[Optional[Path], typer.Option("--store", help="With --next: the run store whose finished runs condition the design.", show_default=False)] = None,
-    fitted: Annotated[Optional[Path], typer.Option("--coefficients", help="With --next: a file of distlaw fit --bootstrap N --out (else both laws are fitted to the store's runs).", show_default=False)] = None,
+    store: Annotated[Optional[Path], typer.Option("--store", "-s", help="With --next: the run store whose finished runs condition the design.", show_default=False)] = None,
+    fitted: Annotated[Optional[Path], typer.Option("--coefficients", "-c", help="With --next: a file of distlaw fit --bootstrap N --out (else both laws are fitted to the store's runs).", show_default=False)] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="With --next and no --coefficients: bootstrap resamples of the fit (the plausible truths).")] = 32,
     budget: Annotated[Optional[float], typer.Option("--budget", help="Pilot budget in FLOPs (training 6ND plus online teacher inference 2 N_T D_S).")] = None,
     gpu_hours: Annotated[Optional[float], typer.Option("--gpu-hours", help="Pilot budget in GPU-hours of --hardware (instead of --budget).")] = None,

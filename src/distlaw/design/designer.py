@@ -92,8 +92,8 @@ def candidate_pilots(budget: float, prior: Coefficients, target: Target, *, max_
                 pilot = greedy_pilot(Pool.grid(grid, teacher_sizes=teachers, min_tokens=min_tokens), priors, target, budget, noise=noise, max_runs=max_runs)
                 if len(pilot.dist_params) and pilot.runs >= 15:
                     out.append(("greedy", pilot))
-    layouts = [layout for layout in layout_candidates(budget, top, min_params) if layout.n_teachers == 2][:6]
-    out += [("layout", layout.pilot()) for layout in layouts]
+    layouts = [layout.pilot() for layout in layout_candidates(budget, top, min_params) if layout.n_teachers == 2]
+    out += [("layout", pilot) for pilot in [p for p in layouts if p.shortest_run() >= min_tokens][:6]]
     out.append(("grid", log_uniform_grid(budget, top).pilot()))
     return out
 

@@ -38,6 +38,10 @@ class Pilot:
         dist = np.sum((6.0 * self.dist_params + TEACHER_INFERENCE * teachers) * self.dist_tokens)
         return float(sup + dist)
 
+    def shortest_run(self) -> float:
+        """The fewest tokens any run trains on."""
+        return float(np.concatenate([self.sup_tokens, self.dist_tokens]).min())
+
 
 @dataclass(frozen=True)
 class Measured:
