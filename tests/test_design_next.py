@@ -32,9 +32,10 @@ distilled = [[4.25e7, 8.5e8, 7], [4.25e7, 3.4e9, 7], [4.25e7, 1.36e10, 7], [1.00
 """
 
 
-def planted_store(path: Path, config: str = PAPER_PILOT, truth: Coefficients = PRIOR, seed: int = 0) -> Path:
+def planted_store(path: Path, config: str = PAPER_PILOT, truth: Coefficients = PRIOR, seed: int = 0, whole_steps: bool = False) -> Path:
     """Every run of ``config`` planned into a store at ``path`` and finished with its loss from ``truth`` times
-    exp(NOISE z) (a student's teacher loss: its teacher's planted loss)."""
+    exp(NOISE z) (a student's teacher loss: its teacher's planted loss); ``whole_steps``: the tokens recorded
+    are the planned ones rounded up to whole optimizer steps, as the lab trains them."""
     from distlaw.lab.protocols import expand, load_config
     from distlaw.store import RunStore
 
@@ -50,7 +51,9 @@ def planted_store(path: Path, config: str = PAPER_PILOT, truth: Coefficients = P
             mean = supervised_loss(n, spec.tokens, truth.require("supervised")) if lt is None else student_loss(n, spec.tokens, lt, truth)
             losses[spec.name] = float(mean) * float(np.exp(NOISE * rng.standard_normal()))
             assert store.claim(spec.name, 1)
-            store.finish(spec.name, {"tokens": spec.tokens, "loss": losses[spec.name], "teacher_loss": lt, "flops": 6.0 * n * spec.tokens})
+            step = spec.optim.batch_size * spec.data.seq_len
+            trained = -(-spec.tokens // step) * step if whole_steps else spec.tokens
+            store.finish(spec.name, {"tokens": trained, "loss": losses[spec.name], "teacher_loss": lt, "flops": 6.0 * n * spec.tokens})
     return path
 
 
@@ -86,6 +89,22 @@ def test_the_store_is_read_as_its_finished_runs_with_their_measured_losses(store
     assert finished.settings["model"] == {"aspect_ratio": 128, "head_dim": 64, "vocab_size": 256}
     planted = supervised_loss(finished.pilot.sup_params, finished.pilot.sup_tokens, PRIOR.require("supervised"))
     assert np.abs(np.log(finished.measured.sup_loss / planted)).max() < 4 * NOISE
+
+
+def test_runs_trained_to_whole_steps_are_never_proposed_again(tmp_path):
+    """The lab trains a run's tokens rounded up to whole steps: the pool still knows those runs as finished."""
+    path = planted_store(tmp_path / "runs.db", whole_steps=True)
+    finished = active.read_finished(path, distilled=True)
+    assert (finished.pilot.sup_tokens % finished.step_tokens == 0).all()
+    pool, done = active.next_pool(finished, active.pool_sizes(finished, None), distilled=True)
+    step = finished.step_tokens
+    new = [(n, d) for n, d in zip(pool.sup_params[len(done):], pool.sup_tokens[len(done):])]
+    for n, d in zip(finished.pilot.sup_params, finished.pilot.sup_tokens):
+        assert not any(m == n and abs(e - d) < step for m, e in new), (n, d)
+    for n, d in zip(finished.pilot.dist_params, finished.pilot.dist_tokens):
+        assert not any(m == n and abs(e - d) < step for m, e in zip(pool.dist_params, pool.dist_tokens)), (n, d)
+    reused = active.addition(type(finished.pilot)(finished.pilot.sup_params, finished.pilot.sup_tokens), finished).reused
+    assert (reused == np.arange(len(reused))).all()
 
 
 @pytest.mark.slow

@@ -102,7 +102,7 @@ def design(
         raise DistlawError("--coefficients goes with --next (before a pilot, the belief is --prior)")
     if next_runs is not None:
         _design_next(next_runs, store, fitted, bootstrap, out, budget, gpu_hours, hardware, target, target_plan, noise, max_params,
-                     8 if replicates is None else replicates, level, seed, name or "next", json_output)
+                     8 if replicates is None else replicates, level, seed, name or "next", json_output, min_tokens)
         return
     max_params = 1e12 if max_params is None else max_params
     replicates = 40 if replicates is None else replicates
@@ -161,7 +161,7 @@ def _check_common(out: Path, budget: float | None, gpu_hours: float | None, targ
 
 def _design_next(k: int, store: Path, fitted: Path | None, bootstrap: int, out: Path, budget: float | None, gpu_hours: float | None,
                  hardware: str, target: str | None, target_plan: str | None, noise: float, max_params: float | None, replicates: int,
-                 level: float, seed: int, name: str, json_output: bool) -> None:
+                 level: float, seed: int, name: str, json_output: bool, min_tokens: float) -> None:
     """``design --next``: every check before torch (the store, the budget against the cheapest candidate), then the fit."""
     from distlaw.compute import load_hardware
     from distlaw.design import active
@@ -178,7 +178,7 @@ def _design_next(k: int, store: Path, fitted: Path | None, bootstrap: int, out: 
     flops = budget if gpu_hours is None else float(load_hardware(hardware).flops(gpu_hours))
     distilled = target_plan is not None or "teacher-loss" in (target or "")
     finished = active.read_finished(store, distilled)
-    active.check_next_budget(flops, *active.next_pool(finished, active.pool_sizes(finished, max_params), distilled))
+    active.check_next_budget(flops, *active.next_pool(finished, active.pool_sizes(finished, max_params), distilled, min_tokens=min_tokens))
     coefficients = load_coefficients(str(fitted)) if fitted is not None else None
     with err_console.status("reading the finished runs", spinner="dots") as status:
         if coefficients is None:
@@ -186,7 +186,7 @@ def _design_next(k: int, store: Path, fitted: Path | None, bootstrap: int, out: 
         goal = parse_target(target, coefficients) if target is not None else plan_target(target_plan or "", coefficients)
         result = active.design_next(finished, coefficients, goal, k, out, store=store, name=name, budget=flops, max_params=max_params,
                                     noise=noise, replicates=replicates, level=level, seed=seed, source=str(fitted or store),
-                                    progress=status.update)
+                                    progress=status.update, min_tokens=min_tokens)
     if json_output:
         print_json(result)
         return
@@ -199,6 +199,9 @@ def _design_next(k: int, store: Path, fitted: Path | None, bootstrap: int, out: 
                 f"({result['finished_runs']} finished runs)", ["#", "kind", "params", "tokens", "teacher", "FLOPs"], rows)
     console.print(f"interval now ±{50 * result['now']['width']:.2f} % -> after these {len(rows)} runs ±{50 * result['next']['width']:.2f} % "
                   f"(naive: ±{50 * result['naive']['width']:.2f} %); {result['next']['flops']:.3g} FLOPs; wrote {out}", highlight=False)
+    if result["next"]["width"] >= result["now"]["width"]:
+        err_console.print("[bold yellow]note:[/] these runs are not expected to narrow the interval (the finished runs already pin what "
+                          "runs of this size and budget can): try a larger --budget or --max-params", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

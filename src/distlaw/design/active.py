@@ -22,6 +22,8 @@ interval given the runs a store has finished (active design).
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +59,17 @@ class Finished:
     def runs(self) -> int:
         return self.pilot.runs
 
+    @property
+    def step_tokens(self) -> int:
+        """Tokens per optimizer step: a run trains its tokens rounded up to whole steps."""
+        return int(self.settings["data"]["seq_len"]) * int(self.settings["optim"]["batch_size"])
+
+    def key(self, params: float, tokens: float) -> tuple[int, int]:
+        """A run as the lab trains it: its size and its whole steps (a planned D and the D trained agree)."""
+        return int(params), math.ceil(tokens / self.step_tokens - 1e-9)
+
     def sup_keys(self) -> dict[tuple[int, int], int]:
-        return {(int(n), int(d)): i for i, (n, d) in enumerate(zip(self.pilot.sup_params, self.pilot.sup_tokens))}
+        return {self.key(n, d): i for i, (n, d) in enumerate(zip(self.pilot.sup_params, self.pilot.sup_tokens))}
 
 
 def read_finished(path: Path, distilled: bool) -> Finished:
@@ -116,15 +127,17 @@ def pool_sizes(finished: Finished, max_params: float | None) -> np.ndarray:
     return picks
 
 
-def next_pool(finished: Finished, sizes: np.ndarray, distilled: bool, teacher_sizes: int = 4) -> tuple[Pool, np.ndarray]:
+def next_pool(finished: Finished, sizes: np.ndarray, distilled: bool, teacher_sizes: int = 4,
+              min_tokens: float = 0.0) -> tuple[Pool, np.ndarray]:
     """The candidates: the finished supervised runs first (indices returned; their losses measured), then the
     grid's supervised runs not already finished; distilled runs of the grid (from new teachers) and from every
-    finished supervised run larger than the student, none already finished."""
+    finished supervised run larger than the student, none already finished (runs compared in whole steps,
+    ``Finished.key``) and none shorter than ``min_tokens``."""
     fin, keys = finished.pilot, finished.sup_keys()
-    grid = Pool.grid(sizes, teacher_sizes=teacher_sizes)
+    grid = Pool.grid(sizes, teacher_sizes=teacher_sizes, min_tokens=min_tokens)
     remap, new_sup = {}, []
     for i, (n, d) in enumerate(zip(grid.sup_params, grid.sup_tokens)):
-        key = (int(n), int(round(d)))
+        key = finished.key(n, d)
         remap[i] = keys.get(key, len(fin.sup_params) + len(new_sup))
         if key not in keys:
             new_sup.append(i)
@@ -134,9 +147,10 @@ def next_pool(finished: Finished, sizes: np.ndarray, distilled: bool, teacher_si
     dist: list[tuple[float, float, int]] = []
     if distilled:
         dist = [(n, d, remap[int(t)]) for n, d, t in zip(grid.dist_params, grid.dist_tokens, grid.dist_teacher)]
-        dist += [(s, s * m, t) for t in range(len(fin.sup_params)) for s in sizes if s < fin.sup_params[t] for m in STUDENT_RATIOS]
-    done = {(int(n), int(round(d))) for n, d in zip(fin.dist_params, fin.dist_tokens)}
-    dist = [(n, float(round(d)), t) for n, d, t in dist if (int(n), int(round(d))) not in done]
+        dist += [(s, s * m, t) for t in range(len(fin.sup_params)) for s in sizes if s < fin.sup_params[t] for m in STUDENT_RATIOS
+                 if s * m >= min_tokens]
+    done = {finished.key(n, d) for n, d in zip(fin.dist_params, fin.dist_tokens)}
+    dist = [(n, float(round(d)), t) for n, d, t in dist if finished.key(n, d) not in done]
     dn, dd, dt = (np.array([row[j] for row in dist], dtype=float) for j in range(3))
     return Pool(sup_n, sup_d, dn, dd, dt.astype(int), sup_loss), np.arange(len(fin.sup_params))
 
@@ -210,7 +224,7 @@ class Addition:
 
 def addition(pilot: Pilot, finished: Finished) -> Addition:
     keys = finished.sup_keys()
-    return Addition(pilot, np.array([keys.get((int(n), int(round(d))), -1) for n, d in zip(pilot.sup_params, pilot.sup_tokens)], dtype=int))
+    return Addition(pilot, np.array([keys.get(finished.key(n, d), -1) for n, d in zip(pilot.sup_params, pilot.sup_tokens)], dtype=int))
 
 
 def combined(finished: Finished, add: Addition) -> tuple[Pilot, Measured]:
@@ -320,14 +334,15 @@ def fit_finished(finished: Finished, bootstrap: int, seed: int, progress: Callab
 
 def propose(finished: Finished, coefficients: Coefficients, target: Target, k: int, *, budget: float | None = None,
             max_params: float | None = None, noise: float = 0.005, replicates: int = 8, level: float = 0.9, seed: int = 0,
-            truths: int = ENSEMBLE_SIMULATED, source: str = "the fit", progress: Callable[[str], None] | None = None) -> NextRuns:
-    """The K runs (module docstring, 2-3), the naive alternative and the expected widths."""
+            truths: int = ENSEMBLE_SIMULATED, source: str = "the fit", progress: Callable[[str], None] | None = None,
+            min_tokens: float = 0.0) -> NextRuns:
+    """The K runs (module docstring, 2-3), none shorter than ``min_tokens``, the naive alternative and the expected widths."""
     from distlaw.design.greedy import greedy_pilot
 
     distilled = target.teacher_loss is not None
     members = ensemble(coefficients, distilled, source)
     sizes = pool_sizes(finished, max_params)
-    pool, done = next_pool(finished, sizes, distilled)
+    pool, done = next_pool(finished, sizes, distilled, min_tokens=min_tokens)
     check_next_budget(budget, pool, done)
     if progress:
         progress(f"choosing {k} runs among {len(pool.sup_params) - len(done) + len(pool.dist_params)} candidates")

@@ -30,12 +30,12 @@ def _log_losses(th, n, d, lt=None):
     import torch
 
     sup = {p.key: th[j] for j, p in enumerate(SUPERVISED.parameters)}
-    x = {"log_N": torch.log(torch.as_tensor(n, dtype=torch.float64)), "log_D": torch.log(torch.as_tensor(d, dtype=torch.float64))}
+    x = {"log_N": torch.log(torch.tensor(np.asarray(n, dtype=float))), "log_D": torch.log(torch.tensor(np.asarray(d, dtype=float)))}
     log_ltilde = SUPERVISED.log_predict(sup, x)
     if lt is None:
         return log_ltilde
     dist = {p.key: th[N_SUP + j] for j, p in enumerate(DISTILLATION.parameters)}
-    return DISTILLATION.log_predict(dist, {**x, "log_LT": torch.log(torch.as_tensor(lt, dtype=torch.float64)), "log_Ltilde": log_ltilde})
+    return DISTILLATION.log_predict(dist, {**x, "log_LT": torch.log(torch.tensor(np.asarray(lt, dtype=float))), "log_Ltilde": log_ltilde})
 
 
 def jacobian(coefficients: Coefficients, params: np.ndarray, tokens: np.ndarray, teacher_loss: np.ndarray | None = None) -> np.ndarray:
