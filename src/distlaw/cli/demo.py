@@ -20,10 +20,14 @@ def demo(
     """Train tiny teachers and students, fit both laws to them, and write an HTML report.
 
     Runs the packaged demo sweep (two protocols of Busbridge et al. 2025 on byte-level models of
-    6k-49k parameters, a few minutes on 2 CPU cores), exports the runs table, fits the supervised and
-    distillation laws, measures distillation gains and the capacity gap directly from the runs,
-    plans a compute-optimal recipe at scale, and writes OUT/report.html. A law the runs cannot fit
-    is left out and the report says why. Interrupted? Run it again: finished runs are kept and an
+    6k-49k parameters, a few minutes on 2 CPU cores) and tells a pilot's story: it fits the supervised
+    and distillation laws to the smaller runs (each law's form chosen with the busbridge2025 prior,
+    as `distlaw fit --prior` does), predicts the quarter of runs of largest compute with 90 %
+    intervals, plans one recipe with that fit (the demo's student at twice the training compute of
+    its largest distilled run), trains it and checks the prediction (`distlaw validate`). It also
+    measures distillation gains and the capacity gap directly from the runs, plans at scale, and
+    writes OUT/report.html; the report marks every coefficient that came from the prior or sits on
+    a bound. A law the runs cannot fit is left out and the report says why. Interrupted? Run it again: finished runs are kept and an
     interrupted run resumes from its last checkpoint. OUT must be new or a folder an earlier demo wrote.
 
     Examples:

@@ -92,8 +92,10 @@ def validate(
     rows by the supervised law, distilled rows by the distillation law with their teacher_loss.
 
     For each: compute, kind, N, D, teacher, predicted loss (point coefficients), its --level interval
-    (the central interval of the same prediction under every bootstrap sample; "none" where that
-    interval does not hold the prediction), observed loss, inside, error % = (predicted - observed) /
+    (a prediction interval for one run: the central interval of the same prediction under every
+    bootstrap sample, each times the fit's own run-to-run scatter exp(sigma z), sigma its RMS log
+    residual recorded in the coefficients file; "none" where that interval does not hold the
+    prediction), observed loss, inside, error % = (predicted - observed) /
     observed. The coefficients must carry bootstrap samples: without them there is no interval and
     validate refuses (refit with --bootstrap). --figure draws predicted against observed with the
     intervals and y = x (Busbridge et al. 2025, Fig. 5).
