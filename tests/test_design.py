@@ -64,6 +64,14 @@ def test_a_pool_with_min_tokens_has_no_shorter_run_and_keeps_every_longer_one():
     assert {(short.sup_params[t], short.sup_tokens[t]) for t in short.dist_teacher} <= kept
 
 
+def test_limits_no_designed_pilot_can_meet_are_one_clear_error():
+    from distlaw.errors import DistlawError
+
+    assert len(Pool.grid(np.geomspace(1e7, 1e9, 5), min_tokens=1e15).sup_params) == 0
+    with pytest.raises(DistlawError, match="no pilot of 1e\\+21 FLOPs fits these limits"):
+        design_pilot(BUDGET, TARGET, PRIOR, min_params=1e7, max_params=1e12, min_tokens=1e15, replicates=8)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_designed_pilot_beats_a_log_uniform_grid_of_equal_cost_and_its_intervals_cover_the_truth():

@@ -27,6 +27,7 @@ from distlaw.design.layouts import candidates as layout_candidates
 from distlaw.design.layouts import log_uniform_grid
 from distlaw.design.pilot import Pilot, Target, check_budget, family_sizes
 from distlaw.design.simulate import simulate
+from distlaw.errors import DistlawError
 from distlaw.laws import Coefficients
 
 SPANS = (10.0, 30.0, 100.0)
@@ -89,7 +90,10 @@ def candidate_pilots(budget: float, prior: Coefficients, target: Target, *, max_
             if len(grid) < 3:
                 continue
             for teachers in (2, 4):
-                pilot = greedy_pilot(Pool.grid(grid, teacher_sizes=teachers, min_tokens=min_tokens), priors, target, budget, noise=noise, max_runs=max_runs)
+                runs = Pool.grid(grid, teacher_sizes=teachers, min_tokens=min_tokens)
+                if not len(runs.dist_params):  # nothing to distil within the limits
+                    continue
+                pilot = greedy_pilot(runs, priors, target, budget, noise=noise, max_runs=max_runs)
                 if len(pilot.dist_params) and pilot.runs >= 15:
                     out.append(("greedy", pilot))
     layouts = [layout.pilot() for layout in layout_candidates(budget, top, min_params) if layout.n_teachers == 2]
@@ -113,6 +117,10 @@ def design_pilot(budget: float, target: Target, prior: Coefficients, *, noise: f
     truth = target.truth(prior)
     pool = candidate_pilots(budget, prior, target, max_params=max_params, min_params=min_params, noise=noise, max_runs=max_runs, sizes=sizes,
                             min_tokens=min_tokens)
+    if all(kind == "grid" for kind, _ in pool):
+        raise DistlawError(f"no pilot of {budget:.3g} FLOPs fits these limits (sizes {min_params:.3g} to {max_params:.3g}, runs of at least "
+                           f"{min_tokens:.3g} tokens, a teacher larger than the {target.params:.3g}-parameter student): raise --budget or "
+                           "--max-params, or lower --min-params or --min-tokens")
     if progress:
         progress(f"simulating {len(pool)} candidate pilots x {replicates} replicates")
     widths = _widths(simulate([p for _, p in pool], prior, target, noise=noise, replicates=replicates, seed=seed), truth, level)

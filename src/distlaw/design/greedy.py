@@ -48,7 +48,7 @@ class Pool:
         ``min_tokens`` tokens are left out (runs of a few optimizer steps sit in the warm-up, not on the laws)."""
         sizes = np.unique(np.asarray(sizes, dtype=float))
         pairs = [(n, n * m) for n in sizes for m in sorted(set(SUPERVISED_RATIOS) | set(TEACHER_RATIOS)) if n * m >= min_tokens]
-        sup_n, sup_d = (np.array(x) for x in zip(*pairs))
+        sup_n, sup_d = (np.array(x, dtype=float) for x in zip(*pairs)) if pairs else (np.zeros(0), np.zeros(0))
         teachers = [i for i, (n, d) in enumerate(pairs) if n in sizes[-teacher_sizes:] and d / n in TEACHER_RATIOS]
         dist = [(s, s * m, t) for t in teachers for s in sizes if s < sup_n[t] for m in STUDENT_RATIOS if s * m >= min_tokens]
         dn, dd, dt = (np.array(x) for x in zip(*dist)) if dist else (np.zeros(0), np.zeros(0), np.zeros(0))
