@@ -4,7 +4,6 @@ than naive runs of the same cost; the config reuses finished teachers and runs w
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

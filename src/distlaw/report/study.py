@@ -317,7 +317,6 @@ def _coefficient_table(law: str, coefficients: Coefficients, block: dict[str, An
     (unless the values are the published ones)."""
     values = getattr(coefficients, law).as_dict()
     published = getattr(load_coefficients("busbridge2025"), law).as_dict()
-    fixed = block["fit"]["fixed"] if block else {}
     intervals = block["intervals"] if block else {}
     level = block["fit"]["level"] if block else DEFAULT_LEVEL
     rows = []
