@@ -23,7 +23,8 @@ from distlaw.fitting.batch import fit_problems
 from distlaw.fitting.bootstrap import resample_weights
 from distlaw.fitting.models import DISTILLATION, SUPERVISED
 from distlaw.design.pilot import Measured, Pilot, Target
-from distlaw.laws import Coefficients, log_student_loss, log_supervised_loss, student_loss, supervised_loss
+from distlaw.laws import Coefficients, student_loss, supervised_loss
+from distlaw.planning.lawbatch import LawBatch
 
 def _padded(columns: Sequence[Sequence[np.ndarray]], reps: int) -> tuple[list[np.ndarray], np.ndarray]:
     """Stack per-design column arrays (design d: arrays of n_d values) into (designs * reps, n_max) arrays
@@ -108,15 +109,16 @@ def refit(draws: Draws, target: Target, start_sup: Mapping[str, float] | np.ndar
     if target.teacher_loss is None:
         return _supervised_at(sup_fit, target), sup_fit, None
     dist = draws.dist
-    ltilde = _supervised(sup_fit, dist["N"], dist["D"])
+    with np.errstate(all="ignore"):  # failed fits are NaN rows
+        ltilde = np.exp(LawBatch.rows(sup_fit).log_supervised(np.log(dist["N"]), np.log(dist["D"])))
     ok = np.isfinite(ltilde).all(1)
     ltilde[~ok] = 1.0  # failed supervised fits: the row is dropped below
     dist_fit = fit_problems(DISTILLATION, {**dist, "Ltilde": ltilde}, dist["loss"], start_dist, weights=draws.dist_weights,
                             fixed=fixed.get("distillation"))
     dist_fit[~ok] = np.nan
-    log = DISTILLATION.prepare({"N": np.array([target.params]), "D": np.array([target.tokens]),
-                                "LT": np.array([target.teacher_loss]), "Ltilde": np.ones(1)})
-    return _student_at(dist_fit, log, _supervised_at(sup_fit, target)), sup_fit, dist_fit
+    with np.errstate(all="ignore"):  # Eq. 8 with each row's own Ltilde_S, from its supervised fit
+        log_ls = LawBatch.rows(sup_fit, dist_fit).log_student(*np.log([[target.params], [target.tokens], [target.teacher_loss]]))
+    return np.exp(log_ls), sup_fit, dist_fit
 
 
 def _starts(coefficients: Coefficients, distilled: bool) -> tuple[dict[str, float], dict[str, float] | None]:
@@ -171,20 +173,6 @@ def coverage(
     return estimates, lower, upper
 
 
-def _supervised(fitted: np.ndarray, n: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Supervised law per problem row: coefficients (P, 6) at (P, k) sizes and tokens."""
-    e, a, b, alpha, beta, gamma = (fitted[:, j : j + 1] for j in range(6))
-    with np.errstate(all="ignore"):
-        return np.exp(log_supervised_loss(np.log(n), np.log(d), np.log(e), np.log(a), np.log(b), alpha, beta, gamma))
-
-
 def _supervised_at(fitted: np.ndarray, target: Target) -> np.ndarray:
-    return _supervised(fitted, np.array([[target.params]]), np.array([[target.tokens]]))[:, 0]
-
-
-def _student_at(fitted: np.ndarray, log: Mapping[str, np.ndarray], ltilde: np.ndarray) -> np.ndarray:
-    """Eq. 8 per problem row at the target, with each row's own Ltilde_S."""
-    a, b, alpha, beta, gamma, c0, c1, f1, d1 = (fitted[:, j] for j in range(9))
-    with np.errstate(all="ignore"):
-        return np.exp(log_student_loss(log["log_N"], log["log_D"], log["log_LT"], np.log(ltilde), np.log(a), np.log(b), alpha, beta,
-                                       gamma, c0, c1, f1, np.log(d1)))
+    with np.errstate(all="ignore"):  # failed fits are NaN rows
+        return np.exp(LawBatch.rows(fitted).log_supervised(np.log([[target.params]]), np.log([[target.tokens]])))[:, 0]

@@ -60,6 +60,14 @@ class LawBatch:
             {k: np.array([row[k] for row in dist]) for k in DISTILLATION_KEYS},
         )
 
+    @classmethod
+    def rows(cls, sup: np.ndarray, dist: np.ndarray | None = None) -> LawBatch:
+        """One row per fitted problem: natural coefficients (P, 6) of Eq. 1 and (P, 9) of Eq. 8 in
+        ``SUPERVISED_KEYS`` / ``DISTILLATION_KEYS`` order (the fitter's parameter order); no ``dist``:
+        a batch that only evaluates the supervised law."""
+        return cls({k: sup[:, j] for j, k in enumerate(SUPERVISED_KEYS)},
+                   {} if dist is None else {k: dist[:, j] for j, k in enumerate(DISTILLATION_KEYS)})
+
     def take(self, rows: np.ndarray) -> LawBatch:
         """The coefficient rows ``rows`` (one per problem)."""
         return LawBatch({k: v[rows] for k, v in self.sup.items()}, {k: v[rows] for k, v in self.dist.items()})
