@@ -21,11 +21,13 @@ import numpy as np
 import pandas as pd
 
 from distlaw.compute import FlopModel
+from distlaw.design.pilot import TEACHER_INFERENCE
 from distlaw.design.validate_store import PilotStore, StoreTeacher, recipe_config, run_compute
 from distlaw.errors import DistlawError
 from distlaw.intervals import interval_around, interval_notes
-from distlaw.laws import Coefficients, log_student_loss, log_supervised_loss
+from distlaw.laws import Coefficients
 from distlaw.laws.domain import recorded_warnings
+from distlaw.planning.lawbatch import LawBatch
 from distlaw.planning.planner import LARGEST, ExistingTeacher, Planner
 from distlaw.runs import predict_runs, validate_runs
 
@@ -100,15 +102,11 @@ class Validation:
 
 
 def _blocks(coefficients: Coefficients, law: str) -> dict[str, np.ndarray]:
-    """The bootstrap samples of ``law`` as columns (K, 1); a one-line DistlawError without any."""
+    """The bootstrap samples of ``law`` as arrays (K,); a one-line DistlawError without any."""
     rows = [s.as_dict() for s in coefficients.samples(law)]  # type: ignore[arg-type]
     if not rows:
         raise DistlawError(f"{coefficients.name} has no bootstrap samples of the {law} law, so no interval: {REFIT}")
-    return {k: np.array([[row[k]] for row in rows]) for k in rows[0]}
-
-
-def _log_supervised(c: dict[str, np.ndarray], n: np.ndarray, d: np.ndarray) -> np.ndarray:
-    return log_supervised_loss(np.log(n), np.log(d), np.log(c["E"]), np.log(c["A"]), np.log(c["B"]), c["alpha"], c["beta"], c["gamma"])
+    return {k: np.array([row[k] for row in rows]) for k in rows[0]}
 
 
 def run_noise(coefficients: Coefficients, law: str) -> float:
@@ -135,15 +133,14 @@ def loss_draws(coefficients: Coefficients, params: np.ndarray, tokens: np.ndarra
     paired with distillation sample i, as the planner pairs them); each with its law's ``run_noise``."""
     n, d, lt = (np.asarray(a, dtype=float) for a in (params, tokens, teacher_loss))
     distilled = ~np.isnan(lt)
+    log_n, log_d = np.log(n)[None, :], np.log(d)[None, :]
     sup = _blocks(coefficients, "supervised")
-    out = list(np.exp(_log_supervised(sup, n, d)).T)
+    out = list(np.exp(LawBatch(sup, {}).log_supervised(log_n, log_d)).T)
     if distilled.any():
         dist = _blocks(coefficients, "distillation")
         k = min(len(sup["E"]), len(dist["A"]))
-        sup, dist = {key: v[:k] for key, v in sup.items()}, {key: v[:k] for key, v in dist.items()}
-        log_lt = np.log(np.where(distilled, lt, 1.0))
-        student = log_student_loss(np.log(n), np.log(d), log_lt, _log_supervised(sup, n, d), np.log(dist["A"]), np.log(dist["B"]),
-                                   dist["alpha"], dist["beta"], dist["gamma"], dist["c0"], dist["c1"], dist["f1"], np.log(dist["d1"]))
+        paired = LawBatch({key: v[:k] for key, v in sup.items()}, {key: v[:k] for key, v in dist.items()})
+        student = paired.log_student(log_n, log_d, np.log(np.where(distilled, lt, 1.0))[None, :])
         out = [np.exp(student[:, i]) if distilled[i] else draws for i, draws in enumerate(out)]
     rng = np.random.default_rng(seed)
     sigma = {law: run_noise(coefficients, law) for law in ("supervised", "distillation")}
@@ -209,7 +206,7 @@ class Recipe:
 
     @property
     def compute(self) -> float:
-        teacher = 0.0 if self.teacher is None else 2.0 * self.teacher.params * self.tokens
+        teacher = 0.0 if self.teacher is None else TEACHER_INFERENCE * self.teacher.params * self.tokens
         return 6.0 * self.params * self.tokens + teacher
 
 
@@ -218,7 +215,7 @@ def _options(planner: Planner, sizes: np.ndarray, budget: float, teachers: Seque
     each teacher on all of ``budget`` (the planner's supervised baseline and existing-teacher scenario)."""
     options = [(float(loss), i, None) for i, loss in enumerate(planner.supervised(sizes, budget).loss)]
     for teacher in teachers:
-        fits = budget / (6 * sizes + 2 * teacher.params) >= planner.size_range[0]
+        fits = budget / (6 * sizes + TEACHER_INFERENCE * teacher.params) >= planner.size_range[0]
         if fits.any():
             solved = planner.solve_existing(sizes[fits], budget, ExistingTeacher(teacher.params, loss=teacher.loss), SCENARIO, warn=False)
             options += [(float(loss), int(i), teacher) for loss, i in zip(solved.student_loss, np.flatnonzero(fits))]
@@ -243,7 +240,7 @@ def plan_recipes(coefficients: Coefficients, budgets: Sequence[float], sizes: Se
             options = _options(planner, ns[usable], budget, teachers)
             _, index, teacher = min(options, key=lambda option: option[0])
             n = int(ns[usable][index])
-            per_token = 6.0 * n + (0.0 if teacher is None else 2.0 * teacher.params)
+            per_token = 6.0 * n + (0.0 if teacher is None else TEACHER_INFERENCE * teacher.params)
             steps = max(1, round(budget / per_token / step_tokens))
             recipes.append(Recipe(float(budget), "supervised" if teacher is None else "distilled", n, steps * step_tokens, teacher))
         for recipe in recipes:
