@@ -94,15 +94,4 @@ def family_sizes(aspect_ratio: int, head_dim: int) -> Callable[[float, float], n
     from distlaw.lab.architectures import Sizer
 
     sizer = Sizer(aspect_ratio, head_dim)
-
-    def sizes(lo: float, hi: float) -> np.ndarray:
-        out = []
-        for layers in range(1, 4096):
-            n = sizer.params(sizer.from_dims(layers, aspect_ratio * layers, n_ctx=1, vocab_size=2))
-            if n > hi:
-                break
-            if n >= lo:
-                out.append(float(n))
-        return np.array(out)
-
-    return sizes
+    return lambda lo, hi: np.array(sizer.sizes_between(lo, hi, n_ctx=1, vocab_size=2), dtype=float)

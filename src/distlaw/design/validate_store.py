@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from distlaw.design.pilot import TEACHER_INFERENCE
 from distlaw.errors import DistlawError
 from distlaw.lab.architectures import Sizer
 from distlaw.lab.config import FAMILIES, RunSpec
@@ -40,11 +41,11 @@ class StoreTeacher:
 
 
 def run_compute(table: pd.DataFrame) -> np.ndarray:
-    """6 N D of each row of a runs table, plus 2 N_T D for distilled rows with a teacher size (online inference)."""
+    """6 N D of each row of a runs table, plus 2 N_T D for distilled rows with a teacher size (online inference, Eq. 9)."""
     tokens = table["tokens"].to_numpy(float)
     teacher = table["teacher_params"].to_numpy(float) if "teacher_params" in table else np.zeros(len(table))
     teacher = np.where((table["kind"].to_numpy() == "distilled") & ~np.isnan(teacher), teacher, 0.0)
-    return (6.0 * table["params"].to_numpy(float) + 2.0 * teacher) * tokens
+    return (6.0 * table["params"].to_numpy(float) + TEACHER_INFERENCE * teacher) * tokens
 
 
 @dataclass(frozen=True)
@@ -92,13 +93,8 @@ class PilotStore:
             return [built]
         params = self.runs["params"]
         lo, hi = size_range or (float(params.min()), SIZE_SPAN * float(params.max()))
-        sizer, shape, sizes = self.sizer(), self.template.shape, []
-        for layers in range(1, 4096):
-            n = sizer.params(sizer.from_dims(layers, self.aspect_ratio * layers, n_ctx=shape.n_ctx, vocab_size=shape.vocab_size))
-            if n > hi:
-                break
-            if n >= lo:
-                sizes.append(self.built(n))
+        shape = self.template.shape
+        sizes = [self.built(n) for n in self.sizer().sizes_between(lo, hi, n_ctx=shape.n_ctx, vocab_size=shape.vocab_size)]
         if not sizes:
             raise DistlawError(f"no model the pilot's family builds (d_model = {self.aspect_ratio} x layers) has {lo:g} to {hi:g} parameters")
         return sorted(set(sizes))

@@ -52,6 +52,18 @@ class Sizer:
 
         return families.shape_like(self.template, n_layers, d_model, self.head_dim, n_ctx, vocab_size)
 
+    def sizes_between(self, lo: float, hi: float, *, n_ctx: int, vocab_size: int) -> list[int]:
+        """The non-embedding counts, ascending, of this family's shapes (d_model = aspect_ratio x n_layers, one
+        per layer count) that lie in [lo, hi]: the sizes it builds exactly."""
+        out = []
+        for layers in range(1, 4096):
+            n = self.params(self.from_dims(layers, self.aspect_ratio * layers, n_ctx=n_ctx, vocab_size=vocab_size))
+            if n > hi:
+                break
+            if n >= lo:
+                out.append(n)
+        return out
+
     def params(self, shape: ModelShape) -> int:
         """The non-embedding parameters N of the student of ``shape``, exactly."""
         if self.architecture is None:
