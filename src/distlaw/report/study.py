@@ -420,12 +420,14 @@ def check_table(checks: Sequence[Check]) -> pd.DataFrame:
 
 
 def mape_by_kind(checks: Sequence[Check]) -> dict[str, float]:
-    """Mean absolute percentage error of the predictions of each kind of run (those observed)."""
+    """MAPE (``fitting.metrics.prediction_metrics``) of the predictions of each kind of run (those observed)."""
+    from distlaw.fitting.metrics import prediction_metrics
+
     out = {}
     for kind in ("supervised", "distilled"):
-        errors = [abs(c.error) for c in checks if c.kind == kind and c.error is not None]
-        if errors:
-            out[kind] = float(np.mean(errors))
+        seen = [c for c in checks if c.kind == kind and c.observed is not None]
+        if seen:
+            out[kind] = prediction_metrics([c.observed for c in seen], [c.predicted for c in seen])["mape_pct"]
     return out
 
 
