@@ -180,3 +180,23 @@ def test_cli_prints_the_forms_and_writes_them(tmp_path, cli) -> None:
     assert res.code == 0, res.stderr
     assert "forms tried" in res.stdout and "chosen" in res.stdout
     assert "parameterisation" in json.loads(out.read_text())["meta"]["fit"]["supervised"]
+
+
+def test_answers_from_a_fitted_file_say_which_coefficients_its_runs_did_not_pin(tmp_path, cli) -> None:
+    """A coefficient on a bound, or taken from the prior by the chosen form, comes with every answer that
+    rests on the file (one warning line each, in JSON too); a preset has none."""
+    data = load_coefficients("busbridge2025").to_dict()
+    data["meta"] = {"name": "fit of pilot.csv", "fit": {
+        "supervised": {"at_bound": {"E": "lower"}},
+        "distillation": {"at_bound": {}, "parameterisation": {"name": "alpha, beta, gamma from busbridge2025",
+                                                              "fixed": {"alpha": 0.321, "beta": 0.637, "gamma": 0.764},
+                                                              "from_prior": ["alpha", "beta", "gamma"]}}}}
+    path = tmp_path / "fitted.json"
+    Coefficients.from_dict(data).save(path)
+    res = cli("predict", "--params", "5.46e8", "--tokens", "1.092e10", "--teacher-loss", "2.2", "--coefficients", path, "--json")
+    assert res.code == 0, res.stderr
+    warnings = res.json()["warnings"]
+    assert "fit of pilot.csv: the supervised law's E sits on its lower bound in the fit (its runs do not identify it)" in warnings
+    assert any("the distillation law's alpha, beta, gamma come from the prior" in w for w in warnings)
+    plain = cli("predict", "--params", "5.46e8", "--tokens", "1.092e10", "--teacher-loss", "2.2", "--json")
+    assert plain.json()["warnings"] == []

@@ -45,6 +45,25 @@ class ExtrapolationWarning(UserWarning):
     """An input far outside the range the coefficients were fitted or published on."""
 
 
+class UnidentifiedWarning(ExtrapolationWarning):
+    """An answer resting on coefficients that their runs did not pin: on a bound in the fit, or taken from the
+    prior by ``distlaw fit --prior`` (collected with the extrapolation warnings)."""
+
+
+def fit_notes(coefficients: Coefficients) -> list[str]:
+    """What a ``distlaw fit`` file records its runs did not identify: coefficients on a bound of the fit
+    (``meta.fit.<law>.at_bound``) and those its form took from the prior (``parameterisation.from_prior``)."""
+    out = []
+    for law, block in ((coefficients.meta or {}).get("fit") or {}).items():
+        for name, side in (block.get("at_bound") or {}).items():
+            out.append(f"{coefficients.name}: the {law} law's {name} sits on its {side} bound in the fit (its runs do not identify it)")
+        form = block.get("parameterisation") or {}
+        if form.get("from_prior"):
+            out.append(f"{coefficients.name}: the {law} law's {', '.join(form['from_prior'])} come from the prior "
+                       f"(form '{form['name']}'), not from its runs")
+    return out
+
+
 @dataclass(frozen=True)
 class Domain:
     """The ranges behind a coefficient set (None where unknown) and where they come from."""
@@ -98,7 +117,8 @@ def check_domain(
     labels: Sequence[str] | None = None,
     **quantities: ArrayLike | None,
 ) -> list[str]:
-    """Refuse a teacher loss at or below E; warn (``ExtrapolationWarning``) on inputs far outside the domain.
+    """Refuse a teacher loss at or below E; warn (``ExtrapolationWarning``) on inputs far outside the domain,
+    and (``UnidentifiedWarning``) on every coefficient a fitted file records its runs did not identify.
 
     ``quantities``: any of ``params``, ``tokens``, ``teacher_params``, ``teacher_tokens`` (checked
     against the domain's params or tokens range) and ``teacher_loss``; None is skipped. Arrays
@@ -111,13 +131,16 @@ def check_domain(
     given = {k: np.asarray(v, dtype=float).ravel() for k, v in quantities.items() if v is not None}
     if "teacher_loss" in given:
         check_teacher_loss(coefficients, given["teacher_loss"], labels)
+    notes = fit_notes(coefficients)  # the answer rests on these: said with it
+    for note in notes:
+        warnings.warn(note, UnidentifiedWarning, stacklevel=2)
     domain = Domain.from_meta(coefficients.meta, "coefficients")
     if domain is None:
-        return []
+        return notes
     messages = [m for name, values in given.items() if (m := _far(domain, coefficients, name, values, labels))]
     for message in messages:
         warnings.warn(message, ExtrapolationWarning, stacklevel=2)
-    return messages
+    return notes + messages
 
 
 SYMBOLS = {"params": "N", "tokens": "D", "teacher_params": "N_T", "teacher_tokens": "D_T", "teacher_loss": "L_T"}

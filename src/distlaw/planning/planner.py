@@ -230,7 +230,7 @@ class Planner:
             notes += check_domain(
                 self.coefficients, teacher_params=teacher.params, teacher_tokens=teacher.tokens, teacher_loss=teacher.loss
             )
-        return notes
+        return list(dict.fromkeys(notes))  # each once (a fitted file's notes come with every check)
 
     def solve(
         self, student_params: ArrayLike, compute: ArrayLike, scenario: str | Scenario = "best", warn: bool = True
