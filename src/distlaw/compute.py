@@ -95,7 +95,7 @@ class ModelShape(BaseModel):
         return cls(
             n_layers=n_layers,
             d_model=d_model,
-            n_heads=max(1, d_model // head_dim),
+            n_heads=head_count(d_model, head_dim),
             d_ff=max(1, round(FFN_RATIO * d_model)),
             vocab_size=vocab_size,
             n_ctx=n_ctx,
@@ -124,6 +124,18 @@ class ModelShape(BaseModel):
                 break
         assert best is not None
         return best
+
+
+def head_count(d_model: int, head_dim: int) -> int:
+    """Attention heads of about ``head_dim`` width that the lab can build: whole heads of an even width
+    (RoPE rotates pairs) dividing ``d_model``. ``d_model // head_dim`` where that is such a split, else the
+    valid divisor of ``d_model`` nearest ``d_model / head_dim`` in ratio (d_model 28, head_dim 8: 2 heads
+    of 14, not 3). An odd ``d_model`` has no even split; it keeps ``d_model // head_dim``."""
+    heads = max(1, d_model // head_dim)
+    valid = [k for k in range(1, d_model + 1) if d_model % k == 0 and (d_model // k) % 2 == 0]
+    if heads in valid or not valid:
+        return heads
+    return min(valid, key=lambda k: (abs(math.log(k * head_dim / d_model)), k))
 
 
 SIZE_TOLERANCE = 0.10  # a model built more than 10 % away from its parameter target is worth a warning
