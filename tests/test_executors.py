@@ -241,3 +241,45 @@ def test_each_task_of_a_multi_node_job_joins_the_process_group_from_slurms_layou
         monkeypatch.delenv(key)
     monkeypatch.setenv("SLURM_NTASKS", "1")
     assert SweepJob()(environment, False) == dict.fromkeys(seen)  # one task: no process group
+
+
+def test_a_local_worker_does_not_outlive_its_killed_coordinator(tmp_path):
+    """SIGKILL the coordinator of a 2-worker local sweep mid-job: its worker exits too (an orphan used to
+    keep training, and a restarted sweep found the run's folder taken)."""
+    import signal
+    import time
+
+    (tmp_path / "slow_job.py").write_text(
+        "import os, time\n"
+        f"def work(progress):\n    open({str(tmp_path / 'worker.pid')!r}, 'w').write(str(os.getpid()))\n    time.sleep(120)\n"
+    )
+    script = (
+        "import slow_job, time\n"
+        "from distlaw.lab.executors import Job\n"
+        "from distlaw.lab.executors.local import LocalExecutor\n"
+        "LocalExecutor(2, progress=False).submit(Job('slow', 'student', slow_job.work))\n"
+        "time.sleep(120)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    coordinator = subprocess.Popen([sys.executable, "-c", script], env=env)
+    pid_file = tmp_path / "worker.pid"
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker = int(pid_file.read_text())
+        os.kill(worker, 0)  # the job runs in its own process
+        coordinator.send_signal(signal.SIGKILL)
+        coordinator.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail("the worker kept running after its coordinator was killed")
+    finally:
+        coordinator.kill()
