@@ -106,6 +106,11 @@ def test_a_pilot_written_as_a_sweep_config_expands_to_exactly_its_runs(tmp_path)
     dist = sorted((r.spec.shape.non_embedding_params, r.spec.tokens, by_name[r.spec.teacher].tokens) for r in runs if r.spec.kind == "distilled")
     assert dist == sorted((int(n), int(d), int(pilot.sup_tokens[t])) for n, d, t in zip(pilot.dist_params, pilot.dist_tokens, pilot.dist_teacher))
     assert {r.role for r in runs if r.spec.kind == "supervised" and r.spec.tokens in (2e6, 8e6)} == {"teacher"}
+    assert load_config(path).optim.batch_size == 32  # no [optim] table: the lab's defaults
+    write_sweep_config(sweep_config(pilot, "designed", header=["a test pilot"], optim={"batch_size": 8, "lr": 2e-3}), path)
+    optim = load_config(path).optim
+    assert (optim.batch_size, optim.lr) == (8, 2e-3)
+    assert {r.spec.optim.batch_size for r in expand(load_config(path))} == {8}
 
 
 def test_a_runs_protocol_naming_a_missing_teacher_is_refused(tmp_path):
@@ -116,6 +121,15 @@ def test_a_runs_protocol_naming_a_missing_teacher_is_refused(tmp_path):
     path.write_text('name = "bad"\n[[protocol]]\ntype = "runs"\nsupervised = [[6256, 1e6]]\ndistilled = [[6256, 5e5, 3]]\n')
     with pytest.raises(DistlawError, match="names teacher 3, but there are 1 supervised runs"):
         load_config(path)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--next", "2", "--store", "pilot.db", "--batch-size", "8"], "--next keeps the store's own settings"),
+    (["--lr", "-1"], "--lr must be a positive learning rate"),
+])
+def test_design_optimizer_flags_are_checked_in_one_line(cli, tmp_path, flags, message):
+    result = cli("design", "--budget", "3e12", "--target", "student=1e5,tokens=2e6", "--out", tmp_path / "p.toml", *flags)
+    assert result.code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

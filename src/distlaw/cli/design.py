@@ -40,6 +40,8 @@ def design(
     corpus: Annotated[str, typer.Option("--corpus", help="\\[data] corpus of the config.")] = "shakespeare",
     tokenizer: Annotated[str, typer.Option("--tokenizer", help="\\[data] tokenizer of the config.")] = "byte",
     seq_len: Annotated[int, typer.Option("--seq-len", min=1, help="\\[data] seq_len of the config.")] = 128,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="\\[optim] batch_size of the config, in windows of --seq-len (default: the lab's, 32). On a CPU pilot, small batches (8) give the most optimizer steps per token.", show_default=False)] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="\\[optim] lr of the config, the peak learning rate (default: the lab's, 3e-3).", show_default=False)] = None,
     aspect_ratio: Annotated[int, typer.Option("--aspect-ratio", min=1, help="\\[model] aspect ratio: pilot sizes are this family's shapes (d_model = ratio x layers).")] = 8,
     head_dim: Annotated[int, typer.Option("--head-dim", min=1, help="\\[model] head width.")] = 8,
     json_output: Annotated[bool, typer.Option("--json", help="Print the candidates and the choice as JSON.")] = False,
@@ -100,6 +102,10 @@ def design(
         raise DistlawError("--next K needs --store RUNS.db" if store is None else "--store needs --next K (the number of runs to propose)")
     if next_runs is None and fitted is not None:
         raise DistlawError("--coefficients goes with --next (before a pilot, the belief is --prior)")
+    if next_runs is not None and (batch_size is not None or lr is not None):
+        raise DistlawError("--batch-size and --lr set a new pilot's [optim]; --next keeps the store's own settings")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise DistlawError(f"--lr must be a positive learning rate, got {lr:g}")
     if next_runs is not None:
         _design_next(next_runs, store, fitted, bootstrap, out, budget, gpu_hours, hardware, target, target_plan, noise, max_params,
                      8 if replicates is None else replicates, level, seed, name or "next", json_output, min_tokens)
@@ -124,7 +130,7 @@ def design(
         result = design_sweep(
             flops, goal, coefficients, out, noise=noise, max_params=max_params, min_params=min_params, max_runs=max_runs, min_tokens=min_tokens,
             replicates=replicates, level=level, seed=seed, name=name, corpus=corpus, tokenizer=tokenizer, seq_len=seq_len,
-            aspect_ratio=aspect_ratio, head_dim=head_dim, progress=status.update,
+            aspect_ratio=aspect_ratio, head_dim=head_dim, optim={"batch_size": batch_size, "lr": lr}, progress=status.update,
         )
     if json_output:
         print_json(result)

@@ -155,9 +155,10 @@ def describe(candidates: Sequence[Candidate]) -> list[dict]:
 
 
 def design_sweep(budget: float, target: Target, prior: Coefficients, out: Path, *, name: str = "pilot", corpus: str = "shakespeare",
-                 tokenizer: str = "byte", seq_len: int = 128, aspect_ratio: int = 8, head_dim: int = 8, **options) -> dict:
+                 tokenizer: str = "byte", seq_len: int = 128, aspect_ratio: int = 8, head_dim: int = 8,
+                 optim: dict | None = None, **options) -> dict:
     """:func:`design_pilot` with the [model] family's sizes, the chosen pilot written to ``out`` as a sweep
-    config; returns the JSON record (target, prediction, candidates best first, choice, grid)."""
+    config (with ``optim``, e.g. ``{"batch_size": 8}``, as its [optim] table); returns the JSON record (target, prediction, candidates best first, choice, grid)."""
     from distlaw import __version__
     from distlaw.design.config import sweep_config, write_sweep_config
 
@@ -172,7 +173,7 @@ def design_sweep(budget: float, target: Target, prior: Coefficients, out: Path, 
         f"Run it: distlaw sweep run {out.name} --store {out.stem}.db",
     ]
     text = sweep_config(best.pilot, name, header=header, corpus=corpus, tokenizer=tokenizer, seq_len=seq_len, aspect_ratio=aspect_ratio,
-                        head_dim=head_dim, max_params=max(1e9, float(best.pilot.sup_params.max()) * 2))
+                        head_dim=head_dim, max_params=max(1e9, float(best.pilot.sup_params.max()) * 2), optim=optim)
     write_sweep_config(text, out)
     described = describe(result.candidates)
     for row, cand in zip(described, result.candidates):
