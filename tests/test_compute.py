@@ -87,22 +87,6 @@ def test_hardware_overrides_are_validated():
         h100.with_overrides(mfu=0.0)
 
 
-def test_head_count_is_an_even_split_nearest_head_dim_by_brute_force():
-    from distlaw.compute import head_count
-
-    for d_model in range(2, 200, 2):
-        for head_dim in (1, 3, 4, 8, 16, 64):
-            heads = head_count(d_model, head_dim)
-            assert d_model % heads == 0 and (d_model // heads) % 2 == 0
-            old = max(1, d_model // head_dim)
-            if d_model % old == 0 and (d_model // old) % 2 == 0:  # the old rule where it was valid: unchanged
-                assert heads == old
-            else:
-                valid = [k for k in range(1, d_model + 1) if d_model % k == 0 and (d_model // k) % 2 == 0]
-                assert abs(np.log(heads * head_dim / d_model)) == pytest.approx(min(abs(np.log(k * head_dim / d_model)) for k in valid))
-    assert head_count(28, 8) == 2  # 3 heads do not divide 28, 4 heads would be 7 wide (odd)
-
-
 @pytest.mark.parametrize("aspect_ratio,head_dim", [(4, 8), (8, 8), (6, 4), (16, 64), (128, 64)])
 def test_every_size_a_family_lists_is_a_shape_the_lab_builds(aspect_ratio, head_dim):
     from distlaw.lab.architectures import Sizer
@@ -114,4 +98,8 @@ def test_every_size_a_family_lists_is_a_shape_the_lab_builds(aspect_ratio, head_
     for n in sizes:
         shape = sizer.from_params(n, n_ctx=128, vocab_size=256)
         assert sizer.params(shape) == n
-        llama_config(shape)  # raises when the heads do not divide d_model (aspect 4, head_dim 8 at 7 layers did)
+        assert shape.d_model % head_dim == 0 and shape.head_dim == head_dim  # one head width: the family reads back from any shape
+        assert ModelShape.from_params(n, aspect_ratio=aspect_ratio, head_dim=head_dim, n_ctx=128, vocab_size=256) == shape
+        llama_config(shape)  # raises where heads do not divide d_model (aspect 4, head_dim 8 listed 7 x 28 with 3 heads)
+    if (aspect_ratio, head_dim) == (4, 8):
+        assert sizes[:4] == [1560, 12496, 41784, 98592]  # even layer counts only: 2x8, 4x16, 6x24, 8x32

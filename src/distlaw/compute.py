@@ -95,7 +95,7 @@ class ModelShape(BaseModel):
         return cls(
             n_layers=n_layers,
             d_model=d_model,
-            n_heads=head_count(d_model, head_dim),
+            n_heads=max(1, d_model // head_dim),
             d_ff=max(1, round(FFN_RATIO * d_model)),
             vocab_size=vocab_size,
             n_ctx=n_ctx,
@@ -115,6 +115,8 @@ class ModelShape(BaseModel):
             raise DistlawError(f"model size must be a positive number of parameters, got {non_embedding_params:g}")
         best: ModelShape | None = None
         for n_layers in range(1, 4096):
+            if not whole_heads(aspect_ratio * n_layers, head_dim):
+                continue
             shape = cls.from_dims(n_layers, aspect_ratio * n_layers, n_ctx, vocab_size, head_dim)
             if best is None or abs(math.log(shape.non_embedding_params / non_embedding_params)) < abs(
                 math.log(best.non_embedding_params / non_embedding_params)
@@ -122,20 +124,16 @@ class ModelShape(BaseModel):
                 best = shape
             if shape.non_embedding_params > non_embedding_params:
                 break
-        assert best is not None
+        if best is None:
+            raise DistlawError(f"no shape of aspect ratio {aspect_ratio} up to 4095 layers has d_model a multiple of head_dim {head_dim}")
         return best
 
 
-def head_count(d_model: int, head_dim: int) -> int:
-    """Attention heads of about ``head_dim`` width that the lab can build: whole heads of an even width
-    (RoPE rotates pairs) dividing ``d_model``. ``d_model // head_dim`` where that is such a split, else the
-    valid divisor of ``d_model`` nearest ``d_model / head_dim`` in ratio (d_model 28, head_dim 8: 2 heads
-    of 14, not 3). An odd ``d_model`` has no even split; it keeps ``d_model // head_dim``."""
-    heads = max(1, d_model // head_dim)
-    valid = [k for k in range(1, d_model + 1) if d_model % k == 0 and (d_model // k) % 2 == 0]
-    if heads in valid or not valid:
-        return heads
-    return min(valid, key=lambda k: (abs(math.log(k * head_dim / d_model)), k))
+def whole_heads(d_model: int, head_dim: int) -> bool:
+    """Whether ``d_model`` splits into whole heads of exactly ``head_dim``: the only shapes a fixed-aspect
+    family builds, so every model of a family has the same head width (and ``distlaw train`` refuses the
+    others). With aspect ratio 4 and head_dim 8 that is every even layer count."""
+    return d_model % head_dim == 0
 
 
 SIZE_TOLERANCE = 0.10  # a model built more than 10 % away from its parameter target is worth a warning

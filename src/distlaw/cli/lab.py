@@ -65,8 +65,8 @@ def _shape(params: float | None, layers: int | None, d_model: int | None, aspect
     built = sizer.params(shape)
     if params is not None and not 0.5 <= built / params <= 2:
         raise DistlawError(
-            f"--params {params:g} is out of range for aspect ratio {aspect_ratio} (nearest shape has "
-            f"{built} parameters; lower --aspect-ratio or give --layers/--d-model)"
+            f"--params {params:g} is out of range for aspect ratio {aspect_ratio} and --head-dim {head_dim} (the nearest shape whose "
+            f"d_model is whole heads has {built} parameters; lower --aspect-ratio, change --head-dim or give --layers/--d-model)"
         )
     return shape, sizer.architecture
 

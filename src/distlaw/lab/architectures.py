@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distlaw.compute import ModelShape
+from distlaw.compute import ModelShape, whole_heads
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,12 @@ class Sizer:
 
     def sizes_between(self, lo: float, hi: float, *, n_ctx: int, vocab_size: int) -> list[int]:
         """The non-embedding counts, ascending, of this family's shapes (d_model = aspect_ratio x n_layers, one
-        per layer count) that lie in [lo, hi]: the sizes it builds exactly."""
+        per layer count whose width is whole heads, ``compute.whole_heads``) that lie in [lo, hi]: the sizes
+        it builds exactly."""
         out = []
         for layers in range(1, 4096):
+            if self.template is None and not whole_heads(self.aspect_ratio * layers, self.head_dim):
+                continue
             n = self.params(self.from_dims(layers, self.aspect_ratio * layers, n_ctx=n_ctx, vocab_size=vocab_size))
             if n > hi:
                 break
