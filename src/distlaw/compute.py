@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -114,9 +115,7 @@ class ModelShape(BaseModel):
         if not (math.isfinite(non_embedding_params) and non_embedding_params > 0):
             raise DistlawError(f"model size must be a positive number of parameters, got {non_embedding_params:g}")
         best: ModelShape | None = None
-        for n_layers in range(1, 4096):
-            if not whole_heads(aspect_ratio * n_layers, head_dim):
-                continue
+        for n_layers in family_layers(aspect_ratio, head_dim):
             shape = cls.from_dims(n_layers, aspect_ratio * n_layers, n_ctx, vocab_size, head_dim)
             if best is None or abs(math.log(shape.non_embedding_params / non_embedding_params)) < abs(
                 math.log(best.non_embedding_params / non_embedding_params)
@@ -134,6 +133,11 @@ def whole_heads(d_model: int, head_dim: int) -> bool:
     family builds, so every model of a family has the same head width (and ``distlaw train`` refuses the
     others). With aspect ratio 4 and head_dim 8 that is every even layer count."""
     return d_model % head_dim == 0
+
+
+def family_layers(aspect_ratio: int, head_dim: int) -> Iterator[int]:
+    """The layer counts (up to 4095) of a fixed-aspect family's shapes: those whose d_model is whole heads."""
+    return (n for n in range(1, 4096) if whole_heads(aspect_ratio * n, head_dim))
 
 
 SIZE_TOLERANCE = 0.10  # a model built more than 10 % away from its parameter target is worth a warning

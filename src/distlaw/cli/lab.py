@@ -11,7 +11,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 from distlaw.cli.common import console, print_json, print_table, warn_size
-from distlaw.compute import ModelShape, size_note
+from distlaw.compute import ModelShape, size_note, whole_heads
 from distlaw.lab.architectures import Sizer
 from distlaw.errors import DistlawError
 
@@ -60,7 +60,7 @@ def _shape(params: float | None, layers: int | None, d_model: int | None, aspect
     sizer = Sizer.of(aspect_ratio, head_dim, family, like)
     size = dict(n_ctx=n_ctx, vocab_size=ModelShape.model_fields["vocab_size"].default)
     shape = sizer.from_params(params, **size) if params is not None else sizer.from_dims(layers, d_model, **size)  # type: ignore[arg-type]
-    if shape.d_model % head_dim:
+    if not whole_heads(shape.d_model, head_dim):
         raise DistlawError(f"d_model {shape.d_model} is not a multiple of --head-dim {head_dim} (heads would not have that width)")
     built = sizer.params(shape)
     if params is not None and not 0.5 <= built / params <= 2:

@@ -37,8 +37,8 @@ def sweep_config(pilot: Pilot, name: str, *, header: Sequence[str], corpus: str 
                  tokenizer: str = "byte", seq_len: int = 128, aspect_ratio: int = 8, head_dim: int = 8, max_params: float = 1e9,
                  optim: Mapping[str, object] | None = None, settings: Mapping[str, Mapping[str, object]] | None = None) -> str:
     """The TOML text of a sweep running ``pilot`` (run sizes are parameter targets of the ``[model]`` family),
-    with an ``[optim]`` table of ``optim``'s set keys (batch_size, lr) when it has any. ``settings``: whole tables (``data``, ``optim``, ``distill``, ``model``, and top-level keys under ``""``)
-    written as they are, instead of the data and model keywords (``design --next`` copies a store's sweep)."""
+    with an ``[optim]`` table of ``optim``'s set keys (batch_size, lr) when it has any. ``settings``: whole
+    tables (``data``, ``optim``, ``distill``, ``model``, and top-level keys under ``""``) written as they are, instead of the data and model keywords (``design --next`` copies a store's sweep)."""
     supervised = [(float(n), float(d)) for n, d in zip(pilot.sup_params, pilot.sup_tokens)]
     distilled = [(float(n), float(d), int(t)) for n, d, t in zip(pilot.dist_params, pilot.dist_tokens, pilot.dist_teacher)]
     tables = settings or {"data": {"corpus": corpus, "tokenizer": tokenizer, "seq_len": seq_len},

@@ -158,7 +158,8 @@ def design_sweep(budget: float, target: Target, prior: Coefficients, out: Path, 
                  tokenizer: str = "byte", seq_len: int = 128, aspect_ratio: int = 8, head_dim: int = 8,
                  optim: dict | None = None, **options) -> dict:
     """:func:`design_pilot` with the [model] family's sizes, the chosen pilot written to ``out`` as a sweep
-    config (with ``optim``, e.g. ``{"batch_size": 8}``, as its [optim] table); returns the JSON record (target, prediction, candidates best first, choice, grid)."""
+    config (with ``optim``, e.g. ``{"batch_size": 8}``, as its [optim] table); returns the JSON record (target,
+    prediction, candidates best first, choice, grid)."""
     from distlaw import __version__
     from distlaw.design.config import sweep_config, write_sweep_config
 

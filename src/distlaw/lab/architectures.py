@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distlaw.compute import ModelShape, whole_heads
+from distlaw.compute import ModelShape, family_layers
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,8 @@ class Sizer:
         per layer count whose width is whole heads, ``compute.whole_heads``) that lie in [lo, hi]: the sizes
         it builds exactly."""
         out = []
-        for layers in range(1, 4096):
-            if self.template is None and not whole_heads(self.aspect_ratio * layers, self.head_dim):
-                continue
+        # a template's heads keep head_dim at any width (its attention_head_dim), so every layer count is a shape
+        for layers in family_layers(self.aspect_ratio, self.head_dim) if self.template is None else range(1, 4096):
             n = self.params(self.from_dims(layers, self.aspect_ratio * layers, n_ctx=n_ctx, vocab_size=vocab_size))
             if n > hi:
                 break
