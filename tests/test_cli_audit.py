@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import typer.main
+from rich.text import Text
 
 from distlaw.cli.app import app
 
@@ -102,6 +103,16 @@ def test_help(cli, path):
     assert r.code == 0 and r.stderr == "", r.stderr
     assert "Usage" in r.stdout and "--help" in r.stdout
     assert "configs/" not in r.stdout, "help names a file of the source tree that an installed distlaw lacks (use the shipped config's name)"
+
+
+@pytest.mark.parametrize("path", list(COMMANDS), ids=_ids(COMMANDS))
+def test_help_text_survives_rich_markup(path):
+    """typer renders help with rich markup, which silently drops an unescaped [data] or [[x, y]]: every
+    bracket the docstring and the option helps hold must reach the reader (escape it as \\[data])."""
+    command = COMMANDS[path]
+    texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+    for text in texts:
+        assert Text.from_markup(text).plain == text.replace("\\[", "["), f"{' '.join(path)}: rich drops brackets of {text[:80]!r}"
 
 
 WITH_INPUTS = [p for p, c in COMMANDS.items() if _inputs(c)]

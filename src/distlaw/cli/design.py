@@ -80,7 +80,7 @@ def design(
     their losses, the new ones are drawn from each plausible truth with --noise, both laws are refitted; the
     expected interval now, after the K runs, and after naive runs of the same cost (one size above the largest
     finished models, at the finished runs' ratios) is printed. The config holds the new runs with the store's
-    own [data], [optim], [distill] and [model] settings; a finished teacher is listed as itself, so that
+    own \\[data], \\[optim], \\[distill] and \\[model] settings; a finished teacher is listed as itself, so that
     distlaw sweep run NEXT.toml --store RUNS.db finds it done and trains only the new runs.
     JSON: {"target", "predicted", "level", "finished_runs", "now": {"width"}, "next": {"runs", "flops", "width"},
     "naive": {...}, "out"}.

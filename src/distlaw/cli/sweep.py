@@ -124,8 +124,8 @@ def plan(config: ConfigArgument, store: NewStoreOption, json_output: JsonOption 
       calibration_tokens, method (mask-gradient | activation), depth (layers dropped) with
       depth_importance (loss | cosine), or keep_layers ("4:-4", "0,1,5"); see docs/pruning.md
 
-      type = "runs" (what distlaw design writes): supervised = [[params, tokens], ...] and
-      distilled = [[params, tokens, teacher], ...], teacher the 0-based index of a supervised run
+      type = "runs" (what distlaw design writes): supervised = \\[\\[params, tokens], ...] and
+      distilled = \\[\\[params, tokens, teacher], ...], teacher the 0-based index of a supervised run
 
     Every protocol also takes baselines (true: train each student supervised too) and ratio_range
     ([1, 2000]: IsoFLOP points with D/N outside it are dropped).
