@@ -173,13 +173,16 @@ def _print_selection(record: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"forms tried (the {record['held_out']} runs of largest compute held out)", title_justify="left")
-    for c in ("form", "free", "held-out MAPE", "on a bound", ""):
-        table.add_column(c, justify="left" if c in ("form", "on a bound") else "right")
+    for c in ("form", "free", "held-out MAPE", "not pinned", ""):
+        table.add_column(c, justify="left" if c in ("form", "not pinned") else "right")
     for c in record["candidates"]:
         mape = "-" if not math.isfinite(c["holdout_mape_pct"]) else f"{c['holdout_mape_pct']:.3g} %"
-        table.add_row(c["name"], str(c["free"]), mape, ", ".join(c["at_bound"]) or c["note"] or "-",
+        unpinned = [f"{n} (on a bound)" for n in c["at_bound"]] + [f"{n} (interval)" for n in c.get("weak", [])]
+        table.add_row(c["name"], str(c["free"]), mape, ", ".join(unpinned) or c["note"] or "-",
                       "chosen" if c["name"] == record["name"] else "")
     console.print(table)
+    console.print("  not pinned: the estimate sits on a bound, or its bootstrap interval reaches one or collapses to a point",
+                  highlight=False)
     fixed = ", ".join(f"{k} = {fmt(v)}" for k, v in record["fixed"].items()) or "none"
     console.print(f"  form: {record['name']} (fixed: {fixed}): {record['reason']}", highlight=False)
 

@@ -68,6 +68,7 @@ class FitResult:
     level: float = DEFAULT_LEVEL
     bootstrap_samples: np.ndarray | None = None  # (K, all parameters), natural space, NaN rows failed
     at_bound: dict[str, str] = field(default_factory=dict)
+    weak: dict[str, str] = field(default_factory=dict)  # bootstrap interval reaching a bound or collapsed: why
     warnings: list[str] = field(default_factory=list)
     parameterisation: dict[str, Any] | None = None  # the --prior selection (distlaw.fitting.selection), when made
 
@@ -98,6 +99,7 @@ class FitResult:
             "bootstrap": 0 if self.bootstrap_samples is None else int(len(self.bootstrap)),
             "level": self.level,
             "at_bound": dict(self.at_bound),
+            "weak": dict(self.weak),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -275,6 +277,7 @@ def fit(
             for j in np.flatnonzero(collapsed(boot_fit[ok], x_best)):
                 name = free[j].name
                 if name not in result.at_bound:
+                    result.weak[name] = "its bootstrap interval collapses to a point"
                     result.warnings.append(
                         f"{model.name}: the bootstrap interval of {name} collapses to a point "
                         f"({coefficients[name]:.6g}); it is not identifiable from these runs"
@@ -288,6 +291,7 @@ def fit(
                     ("upper", p.bounds[1], np.percentile(column, 100 * (1 + level) / 2)),
                 ):
                     if math.isfinite(bound) and abs(reached - bound) <= AT_BOUND_TOL * max(1.0, abs(bound)):
+                        result.weak[p.name] = f"its bootstrap interval reaches its {side} bound"
                         result.warnings.append(
                             f"{model.name}: the bootstrap interval of {p.name} reaches its {side} bound "
                             f"({float(p.to_natural(bound)):.6g}); it is weakly identified by these runs"

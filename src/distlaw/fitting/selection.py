@@ -5,8 +5,10 @@ lower bound or gamma to its upper one, and every interval built on such a fit is
 preset or a coefficients file), :func:`supervised_candidates` and :func:`distillation_candidates` list
 nested parameterisations (all free; gamma = 1; exponents from the prior; ...). :func:`select` fits each one
 twice: once without the runs of largest compute (6 N D), to score its extrapolation to them (the question a
-pilot is run to answer), and once on all runs, to see whether any coefficient lands on a bound. The choice
-is the lowest held-out MAPE among the fits with no coefficient on a bound; within ``TIE`` of it, the
+pilot is run to answer), and once on all runs with a small bootstrap (``BOOTSTRAP`` resamples), to see
+whether any coefficient lands on a bound or is pinned only in appearance: its bootstrap interval reaches a
+bound or collapses to a point (a coefficient the runs cannot pin gives every interval built on it no
+meaning). The choice is the lowest held-out MAPE among the fits with neither; within ``TIE`` of it, the
 parameterisation with the fewest free coefficients.
 """
 
@@ -26,6 +28,8 @@ HOLDOUT_FRACTION = 0.25
 """The share of runs (the ones of largest compute, at least one) held out to score each parameterisation."""
 TIE = 0.05
 """Held-out errors within this relative margin of the best count as tied; the simpler one wins."""
+BOOTSTRAP = 32
+"""Resamples of each form's fit on all runs, to tell a pinned coefficient from one pinned only in appearance."""
 
 
 @dataclass(frozen=True)
@@ -91,14 +95,19 @@ class Scored:
     holdout_mape_pct: float  # NaN when it could not be scored (``note`` says why)
     at_bound: tuple[str, ...]
     note: str = ""
+    weak: tuple[str, ...] = ()  # coefficients whose bootstrap interval reaches a bound or collapses
+
+    @property
+    def scorable(self) -> bool:
+        return math.isfinite(self.holdout_mape_pct)
 
     @property
     def admissible(self) -> bool:
-        return math.isfinite(self.holdout_mape_pct) and not self.at_bound
+        return self.scorable and not self.at_bound and not self.weak
 
     def record(self) -> dict[str, Any]:
         return {**self.parameterisation.record(), "free": self.free, "holdout_mape_pct": self.holdout_mape_pct,
-                "at_bound": list(self.at_bound), "note": self.note}
+                "at_bound": list(self.at_bound), "weak": list(self.weak), "note": self.note}
 
 
 @dataclass(frozen=True)
@@ -143,33 +152,44 @@ def _score(fit: FitFn, model: LawModel, data: Mapping[str, np.ndarray], held: np
         return Scored(form, free, math.nan, (), f"{int((~held).sum())} runs left to fit {free} coefficients")
     try:
         fold = fit(model, train, fixed=fixed, holdout=_subset(data, held), **kwargs)
-        whole = fit(model, data, fixed=fixed, **kwargs)
+        whole = fit(model, data, fixed=fixed, bootstrap=BOOTSTRAP, **kwargs)
     except DistlawError as err:
         return Scored(form, free, math.nan, (), str(err))
-    return Scored(form, free, float(fold.metrics["holdout"]["mape_pct"]), tuple(whole.at_bound))
+    return Scored(form, free, float(fold.metrics["holdout"]["mape_pct"]), tuple(whole.at_bound), weak=tuple(whole.weak))
 
 
 def choose(scored: Sequence[Scored]) -> tuple[Scored, str]:
-    """The lowest held-out error among admissible fits (no coefficient on a bound); within ``TIE`` of it,
-    the fewest free coefficients. With none admissible, the lowest error, and the reason says so."""
-    pool = [s for s in scored if s.admissible]
-    if not pool:
-        pool = [s for s in scored if math.isfinite(s.holdout_mape_pct)]
-        if not pool:
-            raise DistlawError("no parameterisation could be fitted and scored on these runs")
-        best = min(pool, key=lambda s: s.holdout_mape_pct)
-        return best, (f"every parameterisation leaves a coefficient on a bound; '{best.parameterisation.name}' "
-                      f"extrapolates best ({best.holdout_mape_pct:.3g} % held-out MAPE)")
+    """The lowest held-out error among admissible fits (no coefficient on a bound, none whose bootstrap
+    interval reaches one or collapses); within ``TIE`` of it, the fewest free coefficients. With none
+    admissible, the same among the fits with no estimate on a bound, then among all, and the reason says so."""
+    tiers = ((lambda s: s.admissible, "no coefficient on a bound or weakly pinned"),
+             (lambda s: s.scorable and not s.at_bound, "no coefficient on a bound"),
+             (lambda s: s.scorable, ""))
+    for tier, (keep, what) in enumerate(tiers):
+        pool = [s for s in scored if keep(s)]
+        if pool:
+            break
+    else:
+        raise DistlawError("no parameterisation could be fitted and scored on these runs")
     best = min(s.holdout_mape_pct for s in pool)
+    if tier == 2:
+        pick = min(pool, key=lambda s: s.holdout_mape_pct)
+        return pick, (f"every parameterisation leaves a coefficient on a bound; '{pick.parameterisation.name}' "
+                      f"extrapolates best ({pick.holdout_mape_pct:.3g} % held-out MAPE)")
     tied = [s for s in pool if s.holdout_mape_pct <= best * (1 + TIE)]
     pick = min(tied, key=lambda s: (s.free, s.holdout_mape_pct))
-    reason = (f"lowest held-out MAPE ({pick.holdout_mape_pct:.3g} %) among the fits with no coefficient on a bound"
+    reason = (f"lowest held-out MAPE ({pick.holdout_mape_pct:.3g} %) among the fits with {what}"
               if pick.holdout_mape_pct == best else
               f"fewest free coefficients ({pick.free}) within {TIE:.0%} of the lowest held-out MAPE ({best:.3g} %; "
-              f"this one {pick.holdout_mape_pct:.3g} %) among the fits with no coefficient on a bound")
+              f"this one {pick.holdout_mape_pct:.3g} %) among the fits with {what}")
+    if tier == 1:
+        reason += f" (every one leaves some coefficient weakly pinned; this one: {', '.join(pick.weak)})"
     rejected = [s.parameterisation.name for s in scored if s.at_bound]
+    weak = [f"{s.parameterisation.name} ({', '.join(s.weak)})" for s in scored if s.weak and not s.at_bound and s.scorable]
     if rejected:
         reason += f"; on a bound: {', '.join(rejected)}"
+    if weak and tier == 0:
+        reason += f"; weakly pinned: {'; '.join(weak)}"
     return pick, reason
 
 

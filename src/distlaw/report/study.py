@@ -341,7 +341,10 @@ def _status(name: str, block: dict[str, Any]) -> str:
     if name in block["fit"]["fixed"]:
         return " (fixed)"
     side = block["fit"].get("at_bound", {}).get(name)
-    return f" (on its {side} bound: not identified by the runs)" if side else ""
+    if side:
+        return f" (on its {side} bound: not identified by the runs)"
+    weak = block["fit"].get("weak", {}).get(name)
+    return f" ({weak}: weakly identified by the runs)" if weak else ""
 
 
 def _form_sentence(form: dict[str, Any]) -> str:
@@ -349,6 +352,7 @@ def _form_sentence(form: dict[str, Any]) -> str:
         if c["holdout_mape_pct"] != c["holdout_mape_pct"]:  # NaN: not scored
             return f"{c['name']} (not scored: {c['note']})"
         bound = f", on a bound: {', '.join(c['at_bound'])}" if c["at_bound"] else ""
+        bound += f", weakly pinned: {', '.join(c['weak'])}" if c.get("weak") else ""
         return f"{c['name']} ({c['holdout_mape_pct']:.3g} %{bound})"
 
     return (f"Form: {form['name']}, chosen among nested parameterisations by the error on the {form['held_out']} runs of largest "
