@@ -10,10 +10,10 @@ from distlaw.design.designer import design_pilot, grid_of, perturbed_priors
 from distlaw.design.pilot import largest_size
 from distlaw.design.greedy import TEACHER_RATIOS, Pool, greedy_pilot
 from distlaw.design.layouts import log_uniform_grid
-from distlaw.design.linear import jacobian, target_variance
+from distlaw.design.linear import pilot_variance
 from distlaw.design.pilot import Target
 from distlaw.design.simulate import coverage, simulate
-from distlaw.laws import load_coefficients, supervised_loss
+from distlaw.laws import Coefficients, load_coefficients
 
 PRIOR = load_coefficients("busbridge2025")
 BUDGET = 1e21
@@ -21,11 +21,7 @@ TARGET = Target(3e9, 6e10, 2.2)
 
 
 def linear_sd(pilot, coefficients=PRIOR, target=TARGET) -> float:
-    lt = supervised_loss(pilot.sup_params, pilot.sup_tokens, coefficients.require("supervised"))
-    rows = np.vstack([jacobian(coefficients, pilot.sup_params, pilot.sup_tokens),
-                      jacobian(coefficients, pilot.dist_params, pilot.dist_tokens, lt[pilot.dist_teacher])])
-    g = jacobian(coefficients, target.params, target.tokens, target.teacher_loss)[0]
-    return float(np.sqrt(target_variance(rows.T @ rows, g)))
+    return float(np.sqrt(pilot_variance(coefficients, pilot, target)))
 
 
 @pytest.mark.slow
@@ -72,6 +68,53 @@ def test_limits_no_designed_pilot_can_meet_are_one_clear_error():
         design_pilot(BUDGET, TARGET, PRIOR, min_params=1e7, max_params=1e12, min_tokens=1e15, replicates=8)
 
 
+def test_several_targets_are_predicted_from_the_same_fits_as_each_one_alone():
+    pilot = log_uniform_grid(BUDGET, largest_size(BUDGET, 1e12)).pilot()
+    supervised, distilled = Target(1e9, 3e10), TARGET
+    both = simulate([pilot], PRIOR, [supervised, distilled], replicates=4, seed=3)
+    assert both.shape == (1, 4, 2)
+    assert both[..., 0] == pytest.approx(simulate([pilot], PRIOR, supervised, replicates=4, seed=3), rel=1e-9)
+    assert both[..., 1] == pytest.approx(simulate([pilot], PRIOR, distilled, replicates=4, seed=3), rel=1e-9)
+
+
+def test_greedy_criterion_of_several_targets_is_the_sum_of_their_variances_and_gains():
+    from distlaw.design.greedy import _Criterion
+
+    pool = Pool.grid(np.geomspace(1e7, 1e9, 4))
+    targets = [Target(1e9, 3e10), TARGET]
+    crits = [_Criterion(pool, [PRIOR], t, 1.0) for t in (targets, *targets)]
+    for step in range(3):
+        gains = [(c.gains("sup"), c.gains("dist")) for c in crits]
+        for kind, k in (("sup", 0), ("dist", 1)):
+            assert gains[0][k] == pytest.approx(gains[1][k] + gains[2][k], rel=1e-6)
+        assert crits[0].variance() == pytest.approx(crits[1].variance() + crits[2].variance(), rel=1e-6)
+        for c in crits:
+            c.add("sup" if step != 1 else "dist", 2 * step)
+
+
+@pytest.mark.slow
+def test_a_design_keeps_no_candidate_that_cannot_identify_a_target_and_says_the_grid_cannot():
+    """A CPU-sized budget: the log-uniform grid, made of the family's sizes, keeps two distilled runs (too few
+    for Eq. 8's coefficients); it stays as the baseline with an unbounded interval, every other candidate
+    identifies both targets."""
+    from distlaw.design.designer import family_sizes
+
+    prior = Coefficients.from_dict({  # a fit of 16 CPU runs (docs/pilot-validation.md, exploration 2)
+        "supervised": {"E": 1.22, "A": 314.06, "B": 2910.5, "alpha": 0.7903, "beta": 0.6250, "gamma": 0.8846},
+        "distillation": {"A": 23.405, "B": 2063.3, "alpha": 0.321, "beta": 0.637, "gamma": 0.764, "c0": 2.549, "c1": 522.6, "f1": 0.09,
+                         "d1": 1.315}})
+    targets = [Target(49312, 8e6), Target(20904, 1e7, 1.6)]
+    design = design_pilot(5.5e12, targets, prior, min_params=5e3, max_params=1e5, min_tokens=6e5, max_runs=40, replicates=8,
+                          sizes=family_sizes(8, 8))
+    assert design.targets == tuple(targets) and design.truths == pytest.approx([t.truth(prior) for t in targets])
+    grid = grid_of(design)
+    assert len(grid.pilot.dist_params) < 9 and grid.width == np.inf and grid.score == np.inf
+    for cand in design.candidates:
+        if cand.kind != "grid":
+            assert all(np.isfinite(pilot_variance(prior, cand.pilot, t)) for t in targets)
+            assert np.isfinite(cand.score)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_designed_pilot_beats_a_log_uniform_grid_of_equal_cost_and_its_intervals_cover_the_truth():
@@ -86,6 +129,42 @@ def test_designed_pilot_beats_a_log_uniform_grid_of_equal_cost_and_its_intervals
         assert (hi - lo)[1] >= 2 * (hi - lo)[0], f"designed {hi[0] - lo[0]:.4f} vs grid {hi[1] - lo[1]:.4f}"
         estimates, lower, upper = coverage(best, truth, TARGET, replicates=40, bootstrap=40, seed=seed)
         assert np.mean((lower <= planted) & (planted <= upper)) >= 0.85
+
+
+def test_every_candidate_pilot_is_made_of_runs_the_lab_trains_within_the_limits():
+    """Greedy pilots, layouts and the grid alike: family sizes within --min-params/--max-params, no run below
+    --min-tokens, each teacher larger than its students, no run twice, the budget spent (not exceeded)."""
+    from distlaw.design.designer import candidate_pilots, family_sizes
+
+    sizes = family_sizes(8, 8)
+    family = set(sizes(5e3, 1e5))
+    budget, target = 5e12, Target(20904, 8e6, 1.55)
+    pool = candidate_pilots(budget, PRIOR, target, max_params=1e5, min_params=5e3, noise=0.005, max_runs=30, sizes=sizes,
+                            min_tokens=6e5)
+    assert {kind for kind, _ in pool} == {"greedy", "layout", "grid"}
+    for kind, pilot in pool:
+        assert set(pilot.sup_params) | set(pilot.dist_params) <= family, kind
+        assert pilot.shortest_run() >= 6e5, kind
+        assert (pilot.sup_params[pilot.dist_teacher] > pilot.dist_params).all(), kind
+        runs = list(zip(pilot.sup_params, pilot.sup_tokens)) + list(zip(pilot.dist_params, pilot.dist_tokens, pilot.dist_teacher))
+        assert len(set(runs)) == len(runs), kind
+        assert pilot.flops() <= budget * (1 + 1e-9), kind
+        if kind != "greedy":
+            assert pilot.flops() == pytest.approx(budget, rel=1e-6), kind
+
+
+def test_conform_keeps_a_pilot_already_within_the_limits_and_lifts_short_runs_to_the_floor():
+    from distlaw.design.designer import conform
+
+    grid = log_uniform_grid(BUDGET, 1e12).pilot()
+    same = conform(grid, grid.flops(), 0.0)
+    assert np.allclose(same.sup_tokens, grid.sup_tokens) and np.allclose(same.dist_tokens, grid.dist_tokens)
+    floor = float(np.median(grid.sup_tokens))
+    lifted = conform(grid, grid.flops(), floor)
+    assert lifted.shortest_run() == pytest.approx(floor) and lifted.flops() == pytest.approx(grid.flops())
+    assert lifted.sup_tokens.max() < grid.sup_tokens.max()  # the longer runs paid for the lifted ones
+    assert lifted.runs < grid.runs  # runs lifted to the same floor merged
+    assert conform(grid, grid.flops(), grid.sup_tokens.max() * 10) is None  # the floor alone costs more than the budget
 
 
 def test_a_pilot_written_as_a_sweep_config_expands_to_exactly_its_runs(tmp_path):

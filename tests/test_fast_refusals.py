@@ -95,6 +95,9 @@ CASES = {
     "design: malformed target": ["design", "--budget", "1e21", "--target", "student=1e9", "--out", "p.toml"],
     "design: two budgets": ["design", "--budget", "1e21", "--gpu-hours", "5", "--target", "student=1e9,tokens=2e10", "--out", "p.toml"],
     "design: out not toml": ["design", "--budget", "1e21", "--target", "student=1e9,tokens=2e10", "--out", "p.csv"],
+    "design: no target": ["design", "--budget", "1e21", "--out", "p.toml"],
+    "design: a second target unreachable": ["design", "--budget", "1e21", "--target", "student=1e9,tokens=2e10", "--target",
+                                            "student=1e9,tokens=2e10,teacher-loss=1.0", "--out", "p.toml"],
     "validate: neither --store nor --runs": ["validate", "-c", "busbridge2025"],
     "validate: scale 0": ["validate", "-c", "busbridge2025", "--store", "s.db", "--scale", "0"],
     "validate: store not SQLite": ["validate", "-c", "busbridge2025", "--store", "text.db"],
@@ -159,6 +162,8 @@ def test_bad_pruning_requests_are_refused_before_torch(tmp_path: Path):
 CASES.update({  # design --next (issue 12, item 2): refused before the fit imports torch
     "design --next: without --store": ["design", "--next", "2", "--target", "student=1e9,tokens=2e10", "--out", "p.toml"],
     "design --next: --store without --next": ["design", "--store", "s.db", "--target", "student=1e9,tokens=2e10", "--out", "p.toml"],
+    "design --next: two targets": ["design", "--next", "2", "--store", "s.db", "--target", "student=1e9,tokens=2e10", "--target-plan",
+                                   "student=1e9,compute=1e21", "--out", "p.toml"],
     "design --next: K = 0": ["design", "--next", "0", "--store", "s.db", "--target", "student=1e9,tokens=2e10", "--out", "p.toml"],
     "design --next: store not SQLite": ["design", "--next", "2", "--store", "text.db", "--target", "student=1e9,tokens=2e10", "--out", "p.toml"],
     "design --next: no such store": ["design", "--next", "2", "--store", "none.db", "--target", "student=1e9,tokens=2e10", "--out", "p.toml"],

@@ -25,8 +25,8 @@ def design(
     budget: Annotated[Optional[float], typer.Option("--budget", help="Pilot budget in FLOPs (training 6ND plus online teacher inference 2 N_T D_S).")] = None,
     gpu_hours: Annotated[Optional[float], typer.Option("--gpu-hours", help="Pilot budget in GPU-hours of --hardware (instead of --budget).")] = None,
     hardware: Annotated[str, typer.Option("--hardware", help="Hardware profile for --gpu-hours (h100, h200, a100) or a JSON file.")] = "h100",
-    target: Annotated[Optional[str], typer.Option("--target", help="The prediction to pin down: 'student=N,tokens=D,teacher-loss=L' (without teacher-loss: a supervised student).")] = None,
-    target_plan: Annotated[Optional[str], typer.Option("--target-plan", help="Or the loss of the planner's recipe: 'student=N,compute=C[,scenario=best]'.")] = None,
+    target: Annotated[Optional[list[str]], typer.Option("--target", help="The prediction to pin down: 'student=N,tokens=D,teacher-loss=L' (without teacher-loss: a supervised student). Repeat it (and --target-plan) for a pilot that pins several predictions at once, e.g. the recipes it is meant to validate.", show_default=False)] = None,
+    target_plan: Annotated[Optional[list[str]], typer.Option("--target-plan", help="Or the loss of the planner's recipe: 'student=N,compute=C[,scenario=best]'.", show_default=False)] = None,
     prior: Annotated[str, typer.Option("--prior", help="Coefficients believed before the pilot: a preset (busbridge2025) or a coefficients JSON file.")] = "busbridge2025",
     noise: Annotated[float, typer.Option("--noise", help="Run-to-run noise of a measured loss, as a fraction (0.005 = 0.5 %).")] = 0.005,
     max_params: Annotated[Optional[float], typer.Option("--max-params", help="Largest model the pilot may train (non-embedding parameters; default 1e12, with --next 4x the largest finished model).", show_default=False)] = None,
@@ -46,11 +46,16 @@ def design(
     head_dim: Annotated[int, typer.Option("--head-dim", min=1, help="\\[model] head width.")] = 8,
     json_output: Annotated[bool, typer.Option("--json", help="Print the candidates and the choice as JSON.")] = False,
 ) -> None:
-    """Design a pilot sweep: the runs that make one prediction as certain as a budget allows.
+    """Design a pilot sweep: the runs that make a prediction as certain as a budget allows.
 
     For a target (a student's loss at a size, token count and teacher loss; or the loss of the recipe
     the planner picks for a student size and budget) and a pilot budget, distlaw builds candidate pilots
-    that spend the budget (teacher training and online teacher inference included):
+    that spend the budget (teacher training and online teacher inference included). Several targets
+    (--target and --target-plan repeated, e.g. the recipes the pilot is to be checked on) make one pilot
+    for all of them: the information summed, the intervals' widths averaged.
+
+    Every candidate must have enough runs of each law to identify each target (its linearised variance is
+    finite); the others are left out before simulation. The candidates:
 
     - greedy designs: runs added one at a time for the most information about the target per FLOP
       (the linearised fit, robust over the prior and perturbations of it), from pools of several size
@@ -68,10 +73,10 @@ def design(
     distlaw sweep run reads as is. Sizes are shapes of the \\[model] family (--aspect-ratio, --head-dim):
     keep the defaults for a CPU pilot, use --aspect-ratio 128 --head-dim 64 at the paper's scale.
 
-    JSON: {"target", "predicted", "level", "chosen", "grid", "candidates", "out"}.
+    JSON: {"targets": [{"params", "tokens", "teacher_loss", "predicted"}], "level", "chosen", "grid", "candidates", "out"}.
 
     Active design (--next K --store RUNS.db): after some runs of a sweep have finished, the K runs (within
-    --budget, if given) that most shrink the target's interval given those runs. Both laws are fitted to the
+    --budget, if given) that most shrink one target's interval given those runs. Both laws are fitted to the
     finished runs with --bootstrap resamples (or read from --coefficients FITTED.json, a distlaw fit --bootstrap
     file); the samples are the plausible truths. Candidates are the store's family sizes from its smallest
     model up to --max-params, new supervised runs, new teachers, and students of teachers already finished
@@ -91,6 +96,8 @@ def design(
 
       distlaw design --gpu-hours 500 --hardware h100 --target-plan "student=1e9,compute=1e21" --out pilot.toml --json
 
+      distlaw design --budget 6e12 --target "student=49312,tokens=8e6" --target "student=20904,tokens=1e7,teacher-loss=1.6" --min-params 5e3 --max-params 1e5 --min-tokens 6e5 --batch-size 8 --out pilot.toml
+
       distlaw design --next 4 --store pilot.db --target "student=2e5,tokens=4e6,teacher-loss=1.9" --budget 2e13 --out next.toml
     """
     from distlaw.compute import load_hardware
@@ -106,8 +113,14 @@ def design(
         raise DistlawError("--batch-size and --lr set a new pilot's [optim]; --next keeps the store's own settings")
     if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise DistlawError(f"--lr must be a positive learning rate, got {lr:g}")
+    targets, plans = target or [], target_plan or []
+    if not targets and not plans:
+        raise DistlawError("give a --target or a --target-plan (either may be repeated)")
     if next_runs is not None:
-        _design_next(next_runs, store, fitted, bootstrap, out, budget, gpu_hours, hardware, target, target_plan, noise, max_params,
+        if len(targets) + len(plans) > 1:
+            raise DistlawError("--next designs for one target: give one --target or --target-plan")
+        _design_next(next_runs, store, fitted, bootstrap, out, budget, gpu_hours, hardware, targets[0] if targets else None, plans[0] if plans else None,
+                     noise, max_params,
                      8 if replicates is None else replicates, level, seed, name or "next", json_output, min_tokens)
         return
     max_params = 1e12 if max_params is None else max_params
@@ -117,18 +130,18 @@ def design(
         raise DistlawError(f"--replicates must be at least 8, got {replicates}")
     if (budget is None) == (gpu_hours is None):
         raise DistlawError("give exactly one of --budget FLOPS and --gpu-hours H")
-    _check_common(out, budget, gpu_hours, target, target_plan, noise, level, max_params, min_params)
+    _check_common(out, budget, gpu_hours, noise, level, max_params, min_params)
     if min_params >= max_params:
         raise DistlawError(f"--min-params {min_params:g} must be below --max-params {max_params:g}")
     flops = budget if budget is not None else float(load_hardware(hardware).flops(gpu_hours))
     coefficients = load_coefficients(prior)
-    goal = parse_target(target, coefficients) if target is not None else plan_target(target_plan or "", coefficients)
+    goals = [parse_target(t, coefficients) for t in targets] + [plan_target(t, coefficients) for t in plans]
     check_budget(flops, max_params, min_params)
     from distlaw.design.designer import design_sweep  # torch: after every check
 
     with err_console.status("building candidate pilots", spinner="dots") as status:  # a spinner on stderr; nothing when piped
         result = design_sweep(
-            flops, goal, coefficients, out, noise=noise, max_params=max_params, min_params=min_params, max_runs=max_runs, min_tokens=min_tokens,
+            flops, goals, coefficients, out, noise=noise, max_params=max_params, min_params=min_params, max_runs=max_runs, min_tokens=min_tokens,
             replicates=replicates, level=level, seed=seed, name=name, corpus=corpus, tokenizer=tokenizer, seq_len=seq_len,
             aspect_ratio=aspect_ratio, head_dim=head_dim, optim={"batch_size": batch_size, "lr": lr}, progress=status.update,
         )
@@ -136,25 +149,24 @@ def design(
         print_json(result)
         return
     shown = [(i, c) for i, c in enumerate(result["candidates"]) if i < SHOWN or c["kind"] == "grid"]
-    rows = [[i + 1, c["kind"], f"{c['supervised']} + {c['distilled']}", f"{c['flops']:.3g}", f"±{50 * c['width']:.2f} %",
-             "-" if c["worst_width"] is None else f"±{50 * c['worst_width']:.2f} %"] for i, c in shown]
-    t = result["target"]
-    teacher = f", teacher loss {t['teacher_loss']:.4g}" if t["teacher_loss"] else ""
-    print_table(f"pilots for L({t['params']:.3g} params, {t['tokens']:.3g} tokens{teacher}) = {result['predicted']:.4f} under the prior "
-                f"({len(result['candidates'])} candidates, best {len(shown)} shown)",
+    rows = [[i + 1, c["kind"], f"{c['supervised']} + {c['distilled']}", f"{c['flops']:.3g}", half_width(c["width"]),
+             "-" if c["worst_width"] is None and c["kind"] != "grid" else half_width(c["worst_width"])] for i, c in shown]
+    from distlaw.design.pilot import Target, half_width
+
+    named = "; ".join(f"{Target(t['params'], t['tokens'], t['teacher_loss']).label()} = {t['predicted']:.4f}" for t in result["targets"])
+    print_table(f"pilots for {named} under the prior ({len(result['candidates'])} candidates, best {len(shown)} shown)",
                 ["#", "kind", "runs (supervised + distilled)", "FLOPs", f"{level:.0%} interval", "prior off"], rows)
     chosen, grid = result["chosen"], result["grid"]
-    console.print(f"chosen: #1, {chosen['runs']} runs, expected {level:.0%} interval ±{50 * chosen['score']:.2f} % "
-                  f"(the log-uniform grid: ±{50 * grid['score']:.2f} %); wrote {out}", highlight=False)
+    mean = " (mean over the targets)" if len(result["targets"]) > 1 else ""
+    console.print(f"chosen: #1, {chosen['runs']} runs, expected {level:.0%} interval{mean} {half_width(chosen['score'])} "
+                  f"(the log-uniform grid: {half_width(grid['score'])}); wrote {out}", highlight=False)
 
 
-def _check_common(out: Path, budget: float | None, gpu_hours: float | None, target: str | None, target_plan: str | None,
-                  noise: float, level: float, max_params: float | None, min_params: float | None = None) -> None:
-    """The checks of both modes: at most one budget, exactly one target, positive numbers, the output path."""
+def _check_common(out: Path, budget: float | None, gpu_hours: float | None, noise: float, level: float, max_params: float | None,
+                  min_params: float | None = None) -> None:
+    """The checks of both modes: at most one budget, positive numbers, the output path."""
     if budget is not None and gpu_hours is not None:
         raise DistlawError("give at most one of --budget FLOPS and --gpu-hours H")
-    if (target is None) == (target_plan is None):
-        raise DistlawError("give exactly one of --target and --target-plan")
     for value, flag in ((budget, "--budget"), (gpu_hours, "--gpu-hours"), (max_params, "--max-params"), (min_params, "--min-params")):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise DistlawError(f"{flag} must be a positive number, got {value:g}")
@@ -180,7 +192,7 @@ def _design_next(k: int, store: Path, fitted: Path | None, bootstrap: int, out: 
         raise DistlawError(f"--bootstrap must be at least 8 (the plausible truths), got {bootstrap}")
     if replicates < 1:
         raise DistlawError(f"--replicates must be at least 1, got {replicates}")
-    _check_common(out, budget, gpu_hours, target, target_plan, noise, level, max_params)
+    _check_common(out, budget, gpu_hours, noise, level, max_params)
     flops = budget if gpu_hours is None else float(load_hardware(hardware).flops(gpu_hours))
     distilled = target_plan is not None or "teacher-loss" in (target or "")
     finished = active.read_finished(store, distilled)
@@ -199,12 +211,13 @@ def _design_next(k: int, store: Path, fitted: Path | None, bootstrap: int, out: 
     rows = [[i + 1, r["kind"], f"{r['params']:.4g}", f"{r['tokens']:.4g}",
              "-" if r["teacher"] is None else f"{r['teacher']['params']:.4g} x {r['teacher']['tokens']:.4g}" + (" (finished)" if r["teacher"]["finished"] else " (new)"),
              f"{r['flops']:.3g}"] for i, r in enumerate(result["next"]["runs"])]
+    from distlaw.design.pilot import Target, half_width
+
     t = result["target"]
-    teacher = f", teacher loss {t['teacher_loss']:.4g}" if t["teacher_loss"] else ""
-    print_table(f"the next {len(rows)} runs for L({t['params']:.3g} params, {t['tokens']:.3g} tokens{teacher}) = {result['predicted']:.4f} "
+    print_table(f"the next {len(rows)} runs for {Target(t['params'], t['tokens'], t['teacher_loss']).label()} = {result['predicted']:.4f} "
                 f"({result['finished_runs']} finished runs)", ["#", "kind", "params", "tokens", "teacher", "FLOPs"], rows)
-    console.print(f"interval now ±{50 * result['now']['width']:.2f} % -> after these {len(rows)} runs ±{50 * result['next']['width']:.2f} % "
-                  f"(naive: ±{50 * result['naive']['width']:.2f} %); {result['next']['flops']:.3g} FLOPs; wrote {out}", highlight=False)
+    console.print(f"interval now {half_width(result['now']['width'])} -> after these {len(rows)} runs {half_width(result['next']['width'])} "
+                  f"(naive: {half_width(result['naive']['width'])}); {result['next']['flops']:.3g} FLOPs; wrote {out}", highlight=False)
     if result["next"]["width"] >= result["now"]["width"]:
         err_console.print("[bold yellow]note:[/] these runs are not expected to narrow the interval (the finished runs already pin what "
                           "runs of this size and budget can): try a larger --budget or --max-params", highlight=False)

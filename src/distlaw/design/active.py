@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from distlaw.design.greedy import STUDENT_RATIOS, Pool
-from distlaw.design.pilot import TEACHER_INFERENCE, Measured, Pilot, Target
+from distlaw.design.pilot import TEACHER_INFERENCE, Measured, Pilot, Target, half_width
 from distlaw.errors import DistlawError
 from distlaw.laws import Coefficients
 
@@ -389,8 +389,8 @@ def next_config(result: NextRuns, name: str, store: Path, out: Path) -> str:
         f"The next {add.runs} runs for {store.name}, proposed by distlaw {__version__} (distlaw design --next) to predict the loss",
         f"of a {r.target.params:.4g}-parameter student on {r.target.tokens:.4g} tokens{lt} ({r.predicted:.4f} under the fit of "
         f"{r.finished.runs} finished runs).",
-        f"{add.flops():.4g} FLOPs; expected {r.level:.0%} interval +-{50 * r.now:.2f} % now -> +-{50 * r.after:.2f} % after these runs "
-        f"(naive runs of the same cost: +-{50 * r.naive_width:.2f} %).",
+        f"{add.flops():.4g} FLOPs; expected {r.level:.0%} interval {half_width(r.now, '+-')} now -> {half_width(r.after, '+-')} after these "
+        f"runs (naive runs of the same cost: {half_width(r.naive_width, '+-')}).",
         "Supervised runs that teach and are already finished in the store are listed as they are: the sweep finds them done.",
         f"Run it: distlaw sweep run {out.name} --store {store.name}",
     ]
@@ -400,7 +400,7 @@ def next_config(result: NextRuns, name: str, store: Path, out: Path) -> str:
 def record(result: NextRuns, out: Path) -> dict:
     r = result
     return {
-        "target": {"params": r.target.params, "tokens": r.target.tokens, "teacher_loss": r.target.teacher_loss},
+        "target": r.target.record(),
         "predicted": r.predicted, "level": r.level, "finished_runs": r.finished.runs, "now": {"width": r.now},
         "next": {"runs": describe_runs(r.proposed), "flops": r.proposed.flops(), "width": r.after},
         "naive": {"runs": describe_runs(r.naive), "flops": r.naive.flops(), "width": r.naive_width, "label": r.naive.pilot.label},

@@ -10,8 +10,8 @@
    simulated again with the truth off the prior, and the choice is the narrowest on average over the
    prior and the perturbed truths (the worst case is reported beside it). Replicate fits
    start at the truth (the multi-start fit is built to find the optimum), which would hide a direction
-   the pilot leaves unidentified; the linearised variance (:mod:`distlaw.design.linear`) is infinite
-   there, and such candidates are dropped.
+   the pilot leaves unidentified (too few runs of a law for its coefficients); the linearised variance
+   (:mod:`distlaw.design.linear`) is infinite there, and such candidates are dropped before simulation.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 from distlaw.design.greedy import Pool, greedy_pilot
 from distlaw.design.layouts import candidates as layout_candidates
 from distlaw.design.layouts import log_uniform_grid
-from distlaw.design.pilot import Pilot, Target, check_budget, family_sizes
+from distlaw.design.pilot import Pilot, Target, as_targets, check_budget, family_sizes, half_width
 from distlaw.design.simulate import simulate
 from distlaw.errors import DistlawError
 from distlaw.laws import Coefficients
@@ -64,8 +64,8 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Design:
-    target: Target
-    truth: float
+    targets: tuple[Target, ...]
+    truths: tuple[float, ...]  # each target under the prior
     candidates: list[Candidate]  # sorted best first
     level: float
 
@@ -74,11 +74,12 @@ class Design:
         return self.candidates[0]
 
 
-def candidate_pilots(budget: float, prior: Coefficients, target: Target, *, max_params: float, min_params: float,
+def candidate_pilots(budget: float, prior: Coefficients, target: Target | Sequence[Target], *, max_params: float, min_params: float,
                      noise: float, max_runs: int, sizes: Callable[[float, float], np.ndarray] | None = None,
                      min_tokens: float = 0.0) -> list[tuple[str, Pilot]]:
     """Greedy pilots over size ranges and teacher counts, fixed-M layouts and the log-uniform grid."""
     top = check_budget(budget, max_params, min_params)
+    family = None if sizes is None else sizes(min_params, max_params)
     sizes = sizes or (lambda lo, hi: np.geomspace(lo, hi, 9))
     priors = [prior, *perturbed_priors(prior)]
     out: list[tuple[str, Pilot]] = []
@@ -97,9 +98,58 @@ def candidate_pilots(budget: float, prior: Coefficients, target: Target, *, max_
                 if len(pilot.dist_params) and pilot.runs >= 15:
                     out.append(("greedy", pilot))
     layouts = [layout.pilot() for layout in layout_candidates(budget, top, min_params) if layout.n_teachers == 2]
-    out += [("layout", pilot) for pilot in [p for p in layouts if p.shortest_run() >= min_tokens][:6]]
-    out.append(("grid", log_uniform_grid(budget, top).pilot()))
+    conformed = [p for p in (conform(p, budget, min_tokens, family) for p in layouts) if p is not None]
+    out += [("layout", pilot) for pilot in conformed[:6]]
+    grid = conform(log_uniform_grid(budget, top).pilot(), budget, min_tokens, family)
+    if grid is None:
+        raise DistlawError(_no_pilot(budget, min_params, max_params, min_tokens))
+    out.append(("grid", grid))
     return out
+
+
+def _no_pilot(budget: float, min_params: float, max_params: float, min_tokens: float) -> str:
+    return (f"no pilot of {budget:.3g} FLOPs fits these limits (sizes {min_params:.3g} to {max_params:.3g}, runs of at least "
+            f"{min_tokens:.3g} tokens, each teacher larger than its students, enough runs of each law to pin every target): "
+            "raise --budget or "
+            "--max-params, or lower --min-params or --min-tokens")
+
+
+def conform(pilot: Pilot, budget: float, min_tokens: float, family: np.ndarray | None = None) -> Pilot | None:
+    """A layout made of runs the lab trains within the limits, still spending ``budget``: each size moved to
+    the nearest (in log) of the [model] family's ``family`` sizes (None: sizes kept), tokens per parameter
+    kept, distillations from a teacher no larger than the student dropped; then every run's tokens scaled
+    by one factor (runs below ``min_tokens`` raised to it, runs that became the same merged) so the pilot
+    costs ``budget``. None when nothing distilled is left or the shortest runs alone exceed the budget."""
+    def snap(n: np.ndarray) -> np.ndarray:
+        if family is None:
+            return n
+        return family[np.abs(np.log(family)[None, :] - np.log(n)[:, None]).argmin(axis=1)]
+
+    sup_n, dist_n = snap(pilot.sup_params), snap(pilot.dist_params)
+    sup_m, dist_m = pilot.sup_tokens / pilot.sup_params, pilot.dist_tokens / pilot.dist_params
+    keep = dist_n < sup_n[pilot.dist_teacher]
+    if not keep.any():
+        return None
+    label = pilot.label if family is None else f"{pilot.label}, on the family's sizes {', '.join(f'{n:.4g}' for n in np.unique(sup_n))}"
+
+    def scaled(factor: float) -> Pilot:
+        sup = list(zip(sup_n, np.maximum(min_tokens, factor * sup_m * sup_n)))
+        runs = list(dict.fromkeys(sup))
+        where = {run: i for i, run in enumerate(runs)}
+        dist = list(dict.fromkeys((n, max(min_tokens, factor * m * n), where[sup[t]])
+                                  for n, m, t in zip(dist_n[keep], dist_m[keep], pilot.dist_teacher[keep])))
+        (sn, sd), (dn, dd, dt) = zip(*runs), zip(*dist)
+        return Pilot(np.array(sn), np.array(sd), np.array(dn), np.array(dd), np.array(dt, dtype=int), label)
+
+    lo, hi = 0.0, 1.0
+    if scaled(lo).flops() > budget:
+        return None
+    while scaled(hi).flops() < budget:
+        hi *= 2.0
+    for _ in range(60):  # cost grows with the factor: bisect to the budget
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if scaled(mid).flops() < budget else (lo, mid)
+    return scaled(lo)
 
 
 def _widths(predictions: np.ndarray, truth: float, level: float) -> np.ndarray:
@@ -109,21 +159,33 @@ def _widths(predictions: np.ndarray, truth: float, level: float) -> np.ndarray:
     return np.where(failed, np.inf, hi - lo)
 
 
-def design_pilot(budget: float, target: Target, prior: Coefficients, *, noise: float = 0.005, max_params: float = 1e12,
+def _mean_widths(predictions: np.ndarray, truths: Sequence[float], level: float) -> np.ndarray:
+    """Per pilot, the mean over targets of the central ``level`` width of predicted / true (predictions:
+    pilots x replicates x targets)."""
+    return np.mean([_widths(predictions[..., j], t, level) for j, t in enumerate(truths)], axis=0)
+
+
+def design_pilot(budget: float, target: Target | Sequence[Target], prior: Coefficients, *, noise: float = 0.005, max_params: float = 1e12,
                  min_params: float = 1e5, max_runs: int = 256, replicates: int = 40, level: float = 0.9, seed: int = 0,
                  min_tokens: float = 0.0, sizes: Callable[[float, float], np.ndarray] | None = None,
                  progress: Callable[[str], None] | None = None) -> Design:
-    """The candidates for ``budget`` FLOPs, scored by simulation, best first (module docstring)."""
-    truth = target.truth(prior)
-    pool = candidate_pilots(budget, prior, target, max_params=max_params, min_params=min_params, noise=noise, max_runs=max_runs, sizes=sizes,
+    """The candidates for ``budget`` FLOPs, scored by simulation, best first (module docstring). Several
+    targets: a pilot for all of them, scored by the mean of their widths."""
+    from distlaw.design.linear import pilot_variance  # torch
+
+    targets = as_targets(target)
+    truths = tuple(t.truth(prior) for t in targets)
+    pool = candidate_pilots(budget, prior, targets, max_params=max_params, min_params=min_params, noise=noise, max_runs=max_runs, sizes=sizes,
                             min_tokens=min_tokens)
+    identified = [all(np.isfinite(pilot_variance(prior, p, t)) for t in targets) for _, p in pool]
+    pool, identified = zip(*[(c, ok) for c, ok in zip(pool, identified) if ok or c[0] == "grid"])
     if all(kind == "grid" for kind, _ in pool):
-        raise DistlawError(f"no pilot of {budget:.3g} FLOPs fits these limits (sizes {min_params:.3g} to {max_params:.3g}, runs of at least "
-                           f"{min_tokens:.3g} tokens, a teacher larger than the {target.params:.3g}-parameter student): raise --budget or "
-                           "--max-params, or lower --min-params or --min-tokens")
+        raise DistlawError(_no_pilot(budget, min_params, max_params, min_tokens))
     if progress:
         progress(f"simulating {len(pool)} candidate pilots x {replicates} replicates")
-    widths = _widths(simulate([p for _, p in pool], prior, target, noise=noise, replicates=replicates, seed=seed), truth, level)
+    unidentified = ~np.array(identified)  # only the grid, kept as the baseline: its interval is unbounded
+    widths = _mean_widths(simulate([p for _, p in pool], prior, targets, noise=noise, replicates=replicates, seed=seed), truths, level)
+    widths[unidentified] = np.inf
     order = np.argsort(widths)
     grid_index = next(i for i, (kind, _) in enumerate(pool) if kind == "grid")
     finalists = [int(i) for i in order[:FINALISTS]] + ([grid_index] if grid_index not in order[:FINALISTS] else [])
@@ -131,15 +193,14 @@ def design_pilot(budget: float, target: Target, prior: Coefficients, *, noise: f
     for k, perturbed in enumerate(perturbed_priors(prior)):
         if progress:
             progress(f"finalists under a perturbed truth ({k + 1}/2)")
-        t = target.truth(perturbed)
-        w = _widths(simulate([pool[i][1] for i in finalists], perturbed, target, noise=noise, replicates=replicates, seed=seed + 1 + k),
-                    t, level)
+        w = _mean_widths(simulate([pool[i][1] for i in finalists], perturbed, targets, noise=noise, replicates=replicates, seed=seed + 1 + k),
+                         [t.truth(perturbed) for t in targets], level)
         for i, wi in zip(finalists, w):
-            seen[i].append(float(wi))
+            seen[i].append(np.inf if unidentified[i] else float(wi))
     cands = [Candidate(p, kind, float(widths[i]), max(seen[i]) if i in seen else None, float(np.mean(seen[i])) if i in seen else None)
              for i, (kind, p) in enumerate(pool)]
     cands.sort(key=lambda c: (c.mean_width is None, c.score))
-    return Design(target, truth, cands, level)
+    return Design(targets, truths, cands, level)
 
 
 def grid_of(design: Design) -> Candidate:
@@ -154,23 +215,24 @@ def describe(candidates: Sequence[Candidate]) -> list[dict]:
             for c in candidates]
 
 
-def design_sweep(budget: float, target: Target, prior: Coefficients, out: Path, *, name: str = "pilot", corpus: str = "shakespeare",
-                 tokenizer: str = "byte", seq_len: int = 128, aspect_ratio: int = 8, head_dim: int = 8,
+def design_sweep(budget: float, target: Target | Sequence[Target], prior: Coefficients, out: Path, *, name: str = "pilot",
+                 corpus: str = "shakespeare", tokenizer: str = "byte", seq_len: int = 128, aspect_ratio: int = 8, head_dim: int = 8,
                  optim: dict | None = None, **options) -> dict:
     """:func:`design_pilot` with the [model] family's sizes, the chosen pilot written to ``out`` as a sweep
-    config (with ``optim``, e.g. ``{"batch_size": 8}``, as its [optim] table); returns the JSON record (target,
-    prediction, candidates best first, choice, grid)."""
+    config (with ``optim``, e.g. ``{"batch_size": 8}``, as its [optim] table); returns the JSON record (targets
+    with their predictions under the prior, candidates best first, choice, grid)."""
     from distlaw import __version__
     from distlaw.design.config import sweep_config, write_sweep_config
 
     result = design_pilot(budget, target, prior, sizes=family_sizes(aspect_ratio, head_dim), **options)
     best, grid = result.best, grid_of(result)
-    lt = "" if target.teacher_loss is None else f", teacher loss {target.teacher_loss:.4g}"
+    several = len(result.targets) > 1
     header = [
-        f"A pilot designed by distlaw {__version__} (distlaw design) to predict the loss of a {target.params:.4g}-parameter student",
-        f"on {target.tokens:.4g} tokens{lt}: {result.truth:.4f} under the prior {prior.name}.",
-        f"{best.pilot.runs} runs, {best.pilot.flops():.4g} FLOPs; expected {result.level:.0%} interval of the prediction",
-        f"+-{50 * best.score:.2f} % (the log-uniform grid of the same cost: +-{50 * grid.score:.2f} %).",
+        f"A pilot designed by distlaw {__version__} (distlaw design) to predict, under the prior {prior.name}:",
+        *(f"  {t.label()} = {truth:.4f}" for t, truth in zip(result.targets, result.truths)),
+        f"{best.pilot.runs} runs, {best.pilot.flops():.4g} FLOPs; expected {result.level:.0%} interval of the prediction"
+        f"{' (mean over the targets)' if several else ''}",
+        f"{half_width(best.score, '+-')} (the log-uniform grid of the same cost: {half_width(grid.score, '+-')}).",
         f"Run it: distlaw sweep run {out.name} --store {out.stem}.db",
     ]
     text = sweep_config(best.pilot, name, header=header, corpus=corpus, tokenizer=tokenizer, seq_len=seq_len, aspect_ratio=aspect_ratio,
@@ -180,7 +242,7 @@ def design_sweep(budget: float, target: Target, prior: Coefficients, out: Path, 
     for row, cand in zip(described, result.candidates):
         row["score"] = cand.score
     return {
-        "target": {"params": target.params, "tokens": target.tokens, "teacher_loss": target.teacher_loss},
-        "predicted": result.truth, "level": result.level, "chosen": described[0],
+        "targets": [{**t.record(), "predicted": truth} for t, truth in zip(result.targets, result.truths)],
+        "level": result.level, "chosen": described[0],
         "grid": described[next(i for i, c in enumerate(result.candidates) if c is grid)], "candidates": described, "out": str(out),
     }

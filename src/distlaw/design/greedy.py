@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distlaw.design.pilot import TEACHER_INFERENCE, Pilot, Target
+from distlaw.design.pilot import TEACHER_INFERENCE, Pilot, Target, as_targets
 from distlaw.laws import Coefficients, supervised_loss
 
 SUPERVISED_RATIOS = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
@@ -62,9 +62,10 @@ class Pool:
 
 
 class _Criterion:
-    """The summed linearised target variance over an ensemble of priors, with rank-one updates."""
+    """The linearised variance of the targets (summed over targets and an ensemble of priors), with rank-one
+    updates."""
 
-    def __init__(self, pool: Pool, priors: Sequence[Coefficients], target: Target, noise: float,
+    def __init__(self, pool: Pool, priors: Sequence[Coefficients], target: Target | Sequence[Target], noise: float,
                  covariances: Sequence[np.ndarray] | None = None) -> None:
         from distlaw.design import linear  # torch: pools are built and priced without it
 
@@ -75,8 +76,7 @@ class _Criterion:
                 lt = np.where(np.isnan(pool.sup_loss), lt, pool.sup_loss)  # a trained teacher's loss is data
             self.rows_sup.append(linear.jacobian(prior, pool.sup_params, pool.sup_tokens))
             self.rows_dist.append(linear.jacobian(prior, pool.dist_params, pool.dist_tokens, lt[pool.dist_teacher]))
-            lt_target = target.teacher_loss
-            self.grads.append(linear.jacobian(prior, target.params, target.tokens, None if lt_target is None else lt_target)[0])
+            self.grads.append(np.vstack([linear.jacobian(prior, t.params, t.tokens, t.teacher_loss)[0] for t in as_targets(target)]))
             weak = np.eye(linear.N_THETA) * (PRIOR_SD / noise) ** 2  # in units of the noise: rows are J / noise
             self.cov.append(weak if covariances is None else np.array(covariances[m]))
 
@@ -86,7 +86,7 @@ class _Criterion:
         for m, cov in enumerate(self.cov):
             rows = (self.rows_sup if kind == "sup" else self.rows_dist)[m]
             cr = rows @ cov
-            total = total + (cr @ self.grads[m]) ** 2 / (1.0 + np.einsum("ij,ij->i", cr, rows))
+            total = total + ((cr @ self.grads[m].T) ** 2).sum(axis=1) / (1.0 + np.einsum("ij,ij->i", cr, rows))
         return total
 
     def add(self, kind: str, index: int) -> None:
@@ -96,14 +96,15 @@ class _Criterion:
             self.cov[m] = cov - np.outer(cr, cr) / (1.0 + row @ cr)
 
     def variance(self) -> float:
-        """Mean over priors of g^T C g (log-loss units, noise included)."""
-        return float(np.mean([g @ c @ g for g, c in zip(self.grads, self.cov)]))
+        """Mean over priors of the sum over targets of g^T C g (log-loss units, noise included)."""
+        return float(np.mean([np.einsum("ti,ij,tj->", g, c, g) for g, c in zip(self.grads, self.cov)]))
 
 
-def greedy_pilot(pool: Pool, priors: Sequence[Coefficients], target: Target, budget: float, *, noise: float = 0.005,
+def greedy_pilot(pool: Pool, priors: Sequence[Coefficients], target: Target | Sequence[Target], budget: float, *, noise: float = 0.005,
                  max_runs: int = 64, finished: Sequence[int] = (), covariances: Sequence[np.ndarray] | None = None,
                  per_flop: bool = True) -> Pilot:
-    """Runs of ``pool`` added by the best variance reduction per FLOP (``per_flop=False``: per run) until
+    """Runs of ``pool`` added by the best reduction of the target's (or targets' summed) variance per FLOP
+    (``per_flop=False``: per run) until
     ``budget`` or ``max_runs`` new runs. ``finished``: supervised runs of the pool already trained (never
     chosen again, teaching for free; in the pilot only when they teach), their information in ``covariances``
     (per prior, the target-variance covariance they leave, in units of the noise)."""

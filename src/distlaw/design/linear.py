@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from distlaw.design.pilot import Pilot, Target
 from distlaw.fitting.models import DISTILLATION, SUPERVISED
-from distlaw.laws import Coefficients
+from distlaw.laws import Coefficients, supervised_loss
 
 N_SUP, N_DIST = len(SUPERVISED.parameters), len(DISTILLATION.parameters)
 N_THETA = N_SUP + N_DIST
@@ -59,3 +60,13 @@ def target_variance(information: np.ndarray, gradient: np.ndarray) -> float:
     return float(gradient @ solution)
 
 
+
+
+def pilot_variance(coefficients: Coefficients, pilot: Pilot, target: Target) -> float:
+    """The target's linearised log-loss variance from ``pilot``'s runs at unit noise (each student's teacher
+    loss from Eq. 1 at the prior); infinite when the pilot cannot identify it (too few runs of a law)."""
+    lt = supervised_loss(pilot.sup_params, pilot.sup_tokens, coefficients.require("supervised"))
+    rows = np.vstack([jacobian(coefficients, pilot.sup_params, pilot.sup_tokens),
+                      jacobian(coefficients, pilot.dist_params, pilot.dist_tokens, lt[pilot.dist_teacher])])
+    g = jacobian(coefficients, target.params, target.tokens, target.teacher_loss)[0]
+    return target_variance(rows.T @ rows, g)

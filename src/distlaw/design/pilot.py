@@ -4,7 +4,7 @@ a pilot (:class:`Pilot`) and their cost (Busbridge et al. 2025, Eq. 9), the pred
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,6 +66,25 @@ class Target:
         if self.teacher_loss is None:
             return float(supervised_loss(self.params, self.tokens, coefficients.require("supervised")))
         return float(student_loss(self.params, self.tokens, self.teacher_loss, coefficients))
+
+    def label(self) -> str:
+        """``L(N params, D tokens[, teacher loss L_T])``, as tables and config headers name it."""
+        teacher = "" if self.teacher_loss is None else f", teacher loss {self.teacher_loss:.4g}"
+        return f"L({self.params:.4g} params, {self.tokens:.4g} tokens{teacher})"
+
+    def record(self) -> dict[str, float | None]:
+        return {"params": self.params, "tokens": self.tokens, "teacher_loss": self.teacher_loss}
+
+
+def as_targets(target: Target | Sequence[Target]) -> tuple[Target, ...]:
+    """One target or several (a pilot for several predictions at once) as a tuple."""
+    return (target,) if isinstance(target, Target) else tuple(target)
+
+
+def half_width(width: float | None, plus: str = "±") -> str:
+    """A width of predicted / true (a central interval, as a fraction) as '±x.xx %'; 'unbounded' when the pilot
+    cannot identify the target (infinite or null width)."""
+    return "unbounded" if width is None or not np.isfinite(width) else f"{plus}{50 * width:.2f} %"
 
 
 TEACHER_SHARE = 8  # the largest pilot model is one whose M = 20 teacher run costs at most 1/8 of the budget

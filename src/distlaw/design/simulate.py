@@ -22,9 +22,10 @@ import numpy as np
 from distlaw.fitting.batch import fit_problems
 from distlaw.fitting.bootstrap import resample_weights
 from distlaw.fitting.models import DISTILLATION, SUPERVISED
-from distlaw.design.pilot import Measured, Pilot, Target
+from distlaw.design.pilot import Measured, Pilot, Target, as_targets
 from distlaw.laws import Coefficients, student_loss, supervised_loss
 from distlaw.planning.lawbatch import LawBatch
+
 
 def _padded(columns: Sequence[Sequence[np.ndarray]], reps: int) -> tuple[list[np.ndarray], np.ndarray]:
     """Stack per-design column arrays (design d: arrays of n_d values) into (designs * reps, n_max) arrays
@@ -99,15 +100,16 @@ def stack(draws: Sequence[Draws]) -> Draws:
     return Draws(sup, sup_w, dist, dist_w)
 
 
-def refit(draws: Draws, target: Target, start_sup: Mapping[str, float] | np.ndarray, start_dist: Mapping[str, float] | np.ndarray | None,
-          fixed: Mapping[str, Mapping[str, float]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Fit both laws on every row of ``draws`` and predict the target: (predictions, supervised fits,
-    distillation fits). The distillation law sees each row's own Ltilde_S (Eq. 8)."""
+def fit_rows(draws: Draws, distilled: bool, start_sup: Mapping[str, float] | np.ndarray,
+             start_dist: Mapping[str, float] | np.ndarray | None,
+             fixed: Mapping[str, Mapping[str, float]] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fit the supervised law on every row of ``draws`` and, when ``distilled``, the distillation law on each
+    row's own Ltilde_S (Eq. 8): (supervised fits, distillation fits or None); failed rows are NaN."""
     fixed = fixed or {}
     sup = draws.sup
     sup_fit = fit_problems(SUPERVISED, sup, sup["loss"], start_sup, weights=draws.sup_weights, fixed=fixed.get("supervised"))
-    if target.teacher_loss is None:
-        return _supervised_at(sup_fit, target), sup_fit, None
+    if not distilled:
+        return sup_fit, None
     dist = draws.dist
     with np.errstate(all="ignore"):  # failed fits are NaN rows
         ltilde = np.exp(LawBatch.rows(sup_fit).log_supervised(np.log(dist["N"]), np.log(dist["D"])))
@@ -116,9 +118,24 @@ def refit(draws: Draws, target: Target, start_sup: Mapping[str, float] | np.ndar
     dist_fit = fit_problems(DISTILLATION, {**dist, "Ltilde": ltilde}, dist["loss"], start_dist, weights=draws.dist_weights,
                             fixed=fixed.get("distillation"))
     dist_fit[~ok] = np.nan
-    with np.errstate(all="ignore"):  # Eq. 8 with each row's own Ltilde_S, from its supervised fit
+    return sup_fit, dist_fit
+
+
+def predict_rows(sup_fit: np.ndarray, dist_fit: np.ndarray | None, target: Target) -> np.ndarray:
+    """The target's loss under every row's fits (Eq. 1, or Eq. 8 with the row's own Ltilde_S); NaN for failed rows."""
+    with np.errstate(all="ignore"):  # failed fits are NaN rows
+        if target.teacher_loss is None:
+            return np.exp(LawBatch.rows(sup_fit).log_supervised(np.log([[target.params]]), np.log([[target.tokens]])))[:, 0]
         log_ls = LawBatch.rows(sup_fit, dist_fit).log_student(*np.log([[target.params], [target.tokens], [target.teacher_loss]]))
-    return np.exp(log_ls), sup_fit, dist_fit
+    return np.exp(log_ls)
+
+
+def refit(draws: Draws, target: Target, start_sup: Mapping[str, float] | np.ndarray, start_dist: Mapping[str, float] | np.ndarray | None,
+          fixed: Mapping[str, Mapping[str, float]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Fit both laws on every row of ``draws`` and predict the target: (predictions, supervised fits,
+    distillation fits)."""
+    sup_fit, dist_fit = fit_rows(draws, target.teacher_loss is not None, start_sup, start_dist, fixed)
+    return predict_rows(sup_fit, dist_fit, target), sup_fit, dist_fit
 
 
 def _starts(coefficients: Coefficients, distilled: bool) -> tuple[dict[str, float], dict[str, float] | None]:
@@ -128,7 +145,7 @@ def _starts(coefficients: Coefficients, distilled: bool) -> tuple[dict[str, floa
 def simulate(
     pilots: Sequence[Pilot],
     truth: Coefficients,
-    target: Target,
+    target: Target | Sequence[Target],
     *,
     noise: float = 0.005,
     replicates: int = 40,
@@ -136,14 +153,17 @@ def simulate(
     start: Coefficients | None = None,
     fixed: Mapping[str, Mapping[str, float]] | None = None,
 ) -> np.ndarray:
-    """Target predictions (pilots, replicates) from refits of noisy losses drawn from ``truth``.
+    """Target predictions (pilots, replicates) from refits of noisy losses drawn from ``truth``; for several
+    targets (a sequence), (pilots, replicates, targets), every target predicted from the same fits.
 
     ``start`` (default: ``truth``) is where every fit begins; ``fixed`` holds coefficients per law
     (``{"supervised": {"gamma": 1.0}}``) as ``distlaw fit --fix`` would."""
-    distilled = target.teacher_loss is not None
+    targets = as_targets(target)
+    distilled = any(t.teacher_loss is not None for t in targets)
     draws = draw(pilots, truth, noise=noise, replicates=replicates, rng=np.random.default_rng(seed), distilled=distilled)
-    predictions, _, _ = refit(draws, target, *_starts(start or truth, distilled), fixed=fixed)
-    return predictions.reshape(len(pilots), replicates)
+    fits = fit_rows(draws, distilled, *_starts(start or truth, distilled), fixed=fixed)
+    predictions = np.stack([predict_rows(*fits, t).reshape(len(pilots), replicates) for t in targets], axis=-1)
+    return predictions[..., 0] if isinstance(target, Target) else predictions
 
 
 def coverage(
@@ -171,8 +191,3 @@ def coverage(
     samples, _, _ = refit(resampled, target, np.repeat(sup_fit, bootstrap, axis=0), start_dist)
     lower, upper, _ = interval_around(estimates, samples.reshape(replicates, bootstrap).T, level)
     return estimates, lower, upper
-
-
-def _supervised_at(fitted: np.ndarray, target: Target) -> np.ndarray:
-    with np.errstate(all="ignore"):  # failed fits are NaN rows
-        return np.exp(LawBatch.rows(fitted).log_supervised(np.log([[target.params]]), np.log([[target.tokens]])))[:, 0]
