@@ -193,7 +193,7 @@ def test_cli_prints_the_forms_and_writes_them(tmp_path, cli) -> None:
     runs.to_csv(path, index=False)
     out = tmp_path / "fitted.json"
     res = cli("fit", str(path), "--law", "supervised", "--prior", "busbridge2025", "--fix", "gamma=1", "--grid", "coarse",
-              "--out", str(out))
+              "--bootstrap", "40", "--out", str(out))
     assert res.code == 0, res.stderr
     assert "forms tried" in res.stdout and "chosen" in res.stdout
     assert "parameterisation" in json.loads(out.read_text())["meta"]["fit"]["supervised"]
@@ -217,3 +217,18 @@ def test_answers_from_a_fitted_file_say_which_coefficients_its_runs_did_not_pin(
     assert any("the distillation law's alpha, beta, gamma come from the prior" in w for w in warnings)
     plain = cli("predict", "--params", "5.46e8", "--tokens", "1.092e10", "--teacher-loss", "2.2", "--json")
     assert plain.json()["warnings"] == []
+
+
+def test_a_coefficient_the_final_bootstrap_finds_weakly_pinned_is_named_in_the_reason() -> None:
+    """The selection checks pinning with a small bootstrap; when the final fit's larger one disagrees, the
+    record says so instead of leaving a 'pinned' reason beside a 'weakly identified' warning."""
+    from types import SimpleNamespace
+
+    from distlaw.fitting.fit import _confirmed
+
+    form = {"name": "no floor", "reason": "lowest held-out MAPE", "candidates": [{"name": "all free", "weak": []}, {"name": "no floor", "weak": ["B"]}]}
+    assert _confirmed(form, SimpleNamespace(weak={}), 200) is form
+    assert _confirmed(form, SimpleNamespace(weak={"B": "x"}), 200) is form  # already known to the selection
+    amended = _confirmed(form, SimpleNamespace(weak={"gamma": "its bootstrap interval reaches its upper bound"}), 200)
+    assert amended["reason"].startswith("lowest held-out MAPE; but the final fit's 200-resample bootstrap finds gamma weakly pinned")
+    assert _confirmed(None, SimpleNamespace(weak={"gamma": "x"}), 200) is None

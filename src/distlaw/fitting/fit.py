@@ -17,7 +17,7 @@ from distlaw.io import to_jsonable
 from distlaw.fitting.bootstrap import collapsed, interval_reasons, percentile_intervals, resample_weights
 from distlaw.fitting.grids import GridSpec, make_starts
 from distlaw.fitting.metrics import prediction_metrics
-from distlaw.fitting.selection import Parameterisation, distillation_candidates, select, supervised_candidates
+from distlaw.fitting.selection import BOOTSTRAP, Parameterisation, distillation_candidates, select, supervised_candidates
 from distlaw.fitting.models import DISTILLATION, MODELS, SUPERVISED, LawModel
 from distlaw.fitting.optimizer import (
     DTYPE,
@@ -495,6 +495,19 @@ def _form(model: LawModel, frame: Mapping[str, np.ndarray], fixed: dict[str, flo
     return dict(chosen.chosen.fixed), chosen.record()
 
 
+def _confirmed(form: dict[str, Any] | None, result: FitResult, resamples: int) -> dict[str, Any] | None:
+    """The selection record, its reason amended when the final fit's bootstrap (``resamples``, more than the
+    selection's own) finds a coefficient of the chosen form weakly pinned that the selection did not."""
+    if form is None:
+        return None
+    chosen = next(c for c in form["candidates"] if c["name"] == form["name"])
+    late = [name for name in result.weak if name not in chosen["weak"]]
+    if not late:
+        return form
+    return {**form, "reason": f"{form['reason']}; but the final fit's {resamples}-resample bootstrap finds {', '.join(late)} weakly "
+                              f"pinned (its interval reaches a bound or collapses), which the selection's {BOOTSTRAP} resamples did not"}
+
+
 def _prior_block(prior: Coefficients, law: str) -> dict[str, float] | None:
     block = getattr(prior, law)
     return None if block is None else block.as_dict()
@@ -577,7 +590,7 @@ def fit_runs(
             holdout=_supervised_frame(test) if holdout_below is not None else None,
             bootstrap_weights=weights, **common,  # type: ignore[arg-type]
         )
-        sup_result.parameterisation = sup_form
+        sup_result.parameterisation = _confirmed(sup_form, sup_result, bootstrap)
         if sup_used is None:
             sup_used = SupervisedCoefficients(**sup_result.coefficients)
 
@@ -602,7 +615,7 @@ def fit_runs(
             holdout=_distillation_frame(test, sup_used) if holdout_below is not None else None,
             bootstrap_weights=weights, bootstrap_data=bdata, **common,  # type: ignore[arg-type]
         )
-        dist_result.parameterisation = dist_form
+        dist_result.parameterisation = _confirmed(dist_form, dist_result, bootstrap)
     reported = tuple(x for x, on in (("supervised", want_sup), ("distillation", want_dist)) if on)
     noted = dist_result or sup_result
     if pruned_note and noted is not None:
