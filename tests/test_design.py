@@ -223,3 +223,30 @@ def test_design_cli_writes_a_pilot_the_lab_plans_as_is(cli, tmp_path):
     planned = cli("sweep", "plan", out, "--store", tmp_path / "pilot.db", "--json")
     assert planned.code == 0, planned.stderr
     assert sum(row["runs"] for key, row in planned.json()["by_protocol"].items() if key.startswith("runs ")) == record["chosen"]["runs"]
+
+
+def test_design_cli_table_names_every_target_and_an_unbounded_grid(cli, tmp_path, monkeypatch):
+    """The human-readable answer (design_sweep stubbed: the rendering, not the search): each target with its
+    prediction, the candidates, and a grid that cannot identify the targets shown as unbounded."""
+    import distlaw.design.designer as designer
+
+    def candidate(kind, width, worst):
+        return {"kind": kind, "label": kind, "runs": 12, "supervised": 7, "distilled": 5, "flops": 5.5e12, "width": width,
+                "worst_width": worst, "mean_width": worst, "score": worst}
+
+    chosen, grid = candidate("greedy", 0.015, 0.027), candidate("grid", None, None)
+    seen = {}
+
+    def fake(budget, targets, prior, out, **options):
+        seen["targets"] = targets
+        return {"targets": [{**t.record(), "predicted": 1.5 + i} for i, t in enumerate(targets)], "level": 0.9,
+                "chosen": chosen, "grid": grid, "candidates": [chosen, grid], "out": str(out)}
+
+    monkeypatch.setattr(designer, "design_sweep", fake)
+    result = cli("design", "--budget", "5.5e12", "--target", "student=49312,tokens=8e6", "--target-plan", "student=1e8,compute=1e20",
+                 "--target", "student=20904,tokens=1e7,teacher-loss=1.9", "--min-params", "5e3", "--out", tmp_path / "p.toml")
+    assert result.code == 0, result.stderr
+    assert [(t.params, t.teacher_loss is None) for t in seen["targets"]] == [(49312, True), (20904, False), (1e8, False)]
+    text = " ".join(result.stdout.split())
+    assert "L(4.931e+04 params, 8e+06 tokens) = 1.5000" in text and "L(2.09e+04 params, 1e+07 tokens, teacher loss 1.9) = 2.5000" in text
+    assert "±0.75 %" in text and "(mean over the targets) ±1.35 %" in text and "(the log-uniform grid: unbounded)" in text

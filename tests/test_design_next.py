@@ -180,3 +180,6 @@ def test_cli_with_a_fitted_file_writes_the_config_and_json(cli, store, tmp_path)
 
     planned = expand(load_config(out))
     assert sum(r.role != "teacher" or not any(x["teacher"] and x["teacher"]["finished"] for x in record["next"]["runs"]) for r in planned) >= 2
+    table = cli("design", "--next", 2, "--store", store, *TARGET_ARG, "--coefficients", fitted, "--replicates", 2, "--out", out)
+    assert table.code == 0, table.stderr
+    assert "the next 2 runs for L(1.35e+09 params, 2.7e+10 tokens, teacher loss 2.2)" in " ".join(table.stdout.split())

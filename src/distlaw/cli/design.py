@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from distlaw.cli.common import console, err_console, print_json, print_table
+from distlaw.design.pilot import Target, half_width
 from distlaw.errors import DistlawError
 from distlaw.io import check_output_path
 
@@ -151,8 +152,6 @@ def design(
     shown = [(i, c) for i, c in enumerate(result["candidates"]) if i < SHOWN or c["kind"] == "grid"]
     rows = [[i + 1, c["kind"], f"{c['supervised']} + {c['distilled']}", f"{c['flops']:.3g}", half_width(c["width"]),
              "-" if c["worst_width"] is None and c["kind"] != "grid" else half_width(c["worst_width"])] for i, c in shown]
-    from distlaw.design.pilot import Target, half_width
-
     named = "; ".join(f"{Target(t['params'], t['tokens'], t['teacher_loss']).label()} = {t['predicted']:.4f}" for t in result["targets"])
     print_table(f"pilots for {named} under the prior ({len(result['candidates'])} candidates, best {len(shown)} shown)",
                 ["#", "kind", "runs (supervised + distilled)", "FLOPs", f"{level:.0%} interval", "prior off"], rows)
@@ -211,8 +210,6 @@ def _design_next(k: int, store: Path, fitted: Path | None, bootstrap: int, out: 
     rows = [[i + 1, r["kind"], f"{r['params']:.4g}", f"{r['tokens']:.4g}",
              "-" if r["teacher"] is None else f"{r['teacher']['params']:.4g} x {r['teacher']['tokens']:.4g}" + (" (finished)" if r["teacher"]["finished"] else " (new)"),
              f"{r['flops']:.3g}"] for i, r in enumerate(result["next"]["runs"])]
-    from distlaw.design.pilot import Target, half_width
-
     t = result["target"]
     print_table(f"the next {len(rows)} runs for {Target(t['params'], t['tokens'], t['teacher_loss']).label()} = {result['predicted']:.4f} "
                 f"({result['finished_runs']} finished runs)", ["#", "kind", "params", "tokens", "teacher", "FLOPs"], rows)
