@@ -16,6 +16,10 @@ from distlaw.design.simulate import coverage, simulate
 from distlaw.laws import Coefficients, load_coefficients
 
 PRIOR = load_coefficients("busbridge2025")
+CPU_PRIOR = Coefficients.from_dict({  # a fit of 16 CPU runs (docs/pilot-validation.md, exploration 2)
+    "supervised": {"E": 1.22, "A": 314.06, "B": 2910.5, "alpha": 0.7903, "beta": 0.6250, "gamma": 0.8846},
+    "distillation": {"A": 23.405, "B": 2063.3, "alpha": 0.321, "beta": 0.637, "gamma": 0.764, "c0": 2.549, "c1": 522.6, "f1": 0.09,
+                     "d1": 1.315}})
 BUDGET = 1e21
 TARGET = Target(3e9, 6e10, 2.2)
 
@@ -99,10 +103,7 @@ def test_a_design_keeps_no_candidate_that_cannot_identify_a_target_and_says_the_
     identifies both targets."""
     from distlaw.design.designer import family_sizes
 
-    prior = Coefficients.from_dict({  # a fit of 16 CPU runs (docs/pilot-validation.md, exploration 2)
-        "supervised": {"E": 1.22, "A": 314.06, "B": 2910.5, "alpha": 0.7903, "beta": 0.6250, "gamma": 0.8846},
-        "distillation": {"A": 23.405, "B": 2063.3, "alpha": 0.321, "beta": 0.637, "gamma": 0.764, "c0": 2.549, "c1": 522.6, "f1": 0.09,
-                         "d1": 1.315}})
+    prior = CPU_PRIOR
     targets = [Target(49312, 8e6), Target(20904, 1e7, 1.6)]
     design = design_pilot(5.5e12, targets, prior, min_params=5e3, max_params=1e5, min_tokens=6e5, max_runs=40, replicates=8,
                           sizes=family_sizes(8, 8))
@@ -138,8 +139,8 @@ def test_every_candidate_pilot_is_made_of_runs_the_lab_trains_within_the_limits(
 
     sizes = family_sizes(8, 8)
     family = set(sizes(5e3, 1e5))
-    budget, target = 5e12, Target(20904, 8e6, 1.55)
-    pool = candidate_pilots(budget, PRIOR, target, max_params=1e5, min_params=5e3, noise=0.005, max_runs=30, sizes=sizes,
+    budget, target = 5.5e12, Target(20904, 1e7, 1.6)
+    pool = candidate_pilots(budget, CPU_PRIOR, target, max_params=1e5, min_params=5e3, noise=0.005, max_runs=30, sizes=sizes,
                             min_tokens=6e5)
     assert {kind for kind, _ in pool} == {"greedy", "layout", "grid"}
     for kind, pilot in pool:
@@ -149,8 +150,8 @@ def test_every_candidate_pilot_is_made_of_runs_the_lab_trains_within_the_limits(
         runs = list(zip(pilot.sup_params, pilot.sup_tokens)) + list(zip(pilot.dist_params, pilot.dist_tokens, pilot.dist_teacher))
         assert len(set(runs)) == len(runs), kind
         assert pilot.flops() <= budget * (1 + 1e-9), kind
-        if kind != "greedy":
-            assert pilot.flops() == pytest.approx(budget, rel=1e-6), kind
+        if kind != "greedy":  # spent up to a jump: runs lifted to the --min-tokens floor merge, then part as the tokens grow
+            assert pilot.flops() >= 0.95 * budget, kind
 
 
 def test_conform_keeps_a_pilot_already_within_the_limits_and_lifts_short_runs_to_the_floor():
@@ -213,13 +214,16 @@ def test_design_optimizer_flags_are_checked_in_one_line(cli, tmp_path, flags, me
 
 @pytest.mark.slow
 def test_design_cli_writes_a_pilot_the_lab_plans_as_is(cli, tmp_path):
-    out = tmp_path / "pilot.toml"
-    result = cli("design", "--budget", "3e12", "--target", "student=1e5,tokens=2e6,teacher-loss=1.9", "--prior", "busbridge2025",
-                 "--min-params", "5e3", "--max-params", "3e5", "--replicates", "8", "--max-runs", "24", "--out", out, "--json")
+    out, prior = tmp_path / "pilot.toml", tmp_path / "prior.json"
+    CPU_PRIOR.save(prior)
+    result = cli("design", "--budget", "5.5e12", "--target", "student=49312,tokens=8e6", "--target", "student=20904,tokens=1e7,teacher-loss=1.6",
+                 "--prior", prior, "--min-params", "5e3", "--max-params", "1e5", "--min-tokens", "6e5", "--replicates", "8", "--max-runs", "40",
+                 "--batch-size", "8", "--out", out, "--json")
     assert result.code == 0, result.stderr
     record = result.json()
-    assert record["out"] == str(out) and len(record["candidates"]) >= 5
-    assert record["chosen"]["flops"] <= 3e12 * (1 + 1e-9)
+    assert record["out"] == str(out) and len(record["candidates"]) >= 3
+    assert [(t["params"], t["teacher_loss"]) for t in record["targets"]] == [(49312, None), (20904, 1.6)]
+    assert record["chosen"]["flops"] <= 5.5e12 * (1 + 1e-9)
     planned = cli("sweep", "plan", out, "--store", tmp_path / "pilot.db", "--json")
     assert planned.code == 0, planned.stderr
     assert sum(row["runs"] for key, row in planned.json()["by_protocol"].items() if key.startswith("runs ")) == record["chosen"]["runs"]

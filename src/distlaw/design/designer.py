@@ -10,7 +10,7 @@
    simulated again with the truth off the prior, and the choice is the narrowest on average over the
    prior and the perturbed truths (the worst case is reported beside it). Replicate fits
    start at the truth (the multi-start fit is built to find the optimum), which would hide a direction
-   the pilot leaves unidentified (too few runs of a law for its coefficients); the linearised variance
+   the pilot leaves unidentified (too few runs of a law, one student size, one teacher loss); the linearised variance
    (:mod:`distlaw.design.linear`) is infinite there, and such candidates are dropped before simulation.
 """
 
@@ -77,12 +77,13 @@ class Design:
 def candidate_pilots(budget: float, prior: Coefficients, target: Target | Sequence[Target], *, max_params: float, min_params: float,
                      noise: float, max_runs: int, sizes: Callable[[float, float], np.ndarray] | None = None,
                      min_tokens: float = 0.0) -> list[tuple[str, Pilot]]:
-    """Greedy pilots over size ranges and teacher counts, fixed-M layouts and the log-uniform grid."""
+    """Greedy pilots over size ranges and teacher counts and fixed-M layouts, each distinct and identifying
+    every target (:func:`identifies`), then the log-uniform grid (the baseline, kept even when it does not)."""
     top = check_budget(budget, max_params, min_params)
     family = None if sizes is None else sizes(min_params, max_params)
     sizes = sizes or (lambda lo, hi: np.geomspace(lo, hi, 9))
     priors = [prior, *perturbed_priors(prior)]
-    out: list[tuple[str, Pilot]] = []
+    greedy: list[Pilot] = []
     for fraction in TOP_FRACTIONS:
         for span in SPANS:
             hi = top * fraction
@@ -96,14 +97,36 @@ def candidate_pilots(budget: float, prior: Coefficients, target: Target | Sequen
                     continue
                 pilot = greedy_pilot(runs, priors, target, budget, noise=noise, max_runs=max_runs)
                 if len(pilot.dist_params) and pilot.runs >= 15:
-                    out.append(("greedy", pilot))
+                    greedy.append(pilot)
     layouts = [layout.pilot() for layout in layout_candidates(budget, top, min_params) if layout.n_teachers == 2]
     conformed = [p for p in (conform(p, budget, min_tokens, family) for p in layouts) if p is not None]
-    out += [("layout", pilot) for pilot in conformed[:6]]
+    useful = lambda pilots: [p for p in _distinct(pilots) if identifies(prior, p, target)]  # noqa: E731
+    out = [("greedy", p) for p in useful(greedy)] + [("layout", p) for p in useful(conformed)[:6]]
     grid = conform(log_uniform_grid(budget, top).pilot(), budget, min_tokens, family)
     if grid is None:
         raise DistlawError(_no_pilot(budget, min_params, max_params, min_tokens))
     out.append(("grid", grid))
+    return out
+
+
+def identifies(prior: Coefficients, pilot: Pilot, target: Target | Sequence[Target]) -> bool:
+    """Whether ``pilot`` has the runs to identify every target: a finite linearised variance (enough runs of each
+    law, student sizes and teacher losses for the coefficients the target depends on)."""
+    from distlaw.design.linear import pilot_variance  # torch
+
+    return all(np.isfinite(pilot_variance(prior, pilot, t)) for t in as_targets(target))
+
+
+def _distinct(pilots: Sequence[Pilot]) -> list[Pilot]:
+    """``pilots`` without repeats (pools of different ranges can give the same greedy pilot), first kept."""
+    seen: set[tuple] = set()
+    out = []
+    for p in pilots:
+        key = (tuple(sorted(zip(p.sup_params, p.sup_tokens))),
+               tuple(sorted(zip(p.dist_params, p.dist_tokens, p.sup_params[p.dist_teacher], p.sup_tokens[p.dist_teacher]))))
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
     return out
 
 
@@ -171,23 +194,20 @@ def design_pilot(budget: float, target: Target | Sequence[Target], prior: Coeffi
                  progress: Callable[[str], None] | None = None) -> Design:
     """The candidates for ``budget`` FLOPs, scored by simulation, best first (module docstring). Several
     targets: a pilot for all of them, scored by the mean of their widths."""
-    from distlaw.design.linear import pilot_variance  # torch
-
     targets = as_targets(target)
     truths = tuple(t.truth(prior) for t in targets)
     pool = candidate_pilots(budget, prior, targets, max_params=max_params, min_params=min_params, noise=noise, max_runs=max_runs, sizes=sizes,
                             min_tokens=min_tokens)
-    identified = [all(np.isfinite(pilot_variance(prior, p, t)) for t in targets) for _, p in pool]
-    pool, identified = zip(*[(c, ok) for c, ok in zip(pool, identified) if ok or c[0] == "grid"])
     if all(kind == "grid" for kind, _ in pool):
         raise DistlawError(_no_pilot(budget, min_params, max_params, min_tokens))
     if progress:
         progress(f"simulating {len(pool)} candidate pilots x {replicates} replicates")
-    unidentified = ~np.array(identified)  # only the grid, kept as the baseline: its interval is unbounded
+    grid_index = next(i for i, (kind, _) in enumerate(pool) if kind == "grid")
+    unidentified = np.zeros(len(pool), dtype=bool)  # only the grid can be: kept as the baseline, its interval is unbounded
+    unidentified[grid_index] = not identifies(prior, pool[grid_index][1], targets)
     widths = _mean_widths(simulate([p for _, p in pool], prior, targets, noise=noise, replicates=replicates, seed=seed), truths, level)
     widths[unidentified] = np.inf
     order = np.argsort(widths)
-    grid_index = next(i for i, (kind, _) in enumerate(pool) if kind == "grid")
     finalists = [int(i) for i in order[:FINALISTS]] + ([grid_index] if grid_index not in order[:FINALISTS] else [])
     seen: dict[int, list[float]] = {i: [float(widths[i])] for i in finalists}
     for k, perturbed in enumerate(perturbed_priors(prior)):
