@@ -104,10 +104,9 @@ def greedy_pilot(pool: Pool, priors: Sequence[Coefficients], target: Target | Se
                  max_runs: int = 64, finished: Sequence[int] = (), covariances: Sequence[np.ndarray] | None = None,
                  per_flop: bool = True) -> Pilot:
     """Runs of ``pool`` added by the best reduction of the target's (or targets' summed) variance per FLOP
-    (``per_flop=False``: per run) until
-    ``budget`` or ``max_runs`` new runs. ``finished``: supervised runs of the pool already trained (never
-    chosen again, teaching for free; in the pilot only when they teach), their information in ``covariances``
-    (per prior, the target-variance covariance they leave, in units of the noise)."""
+    (``per_flop=False``: per run) until ``budget`` or ``max_runs`` new runs. ``finished``: supervised runs of
+    the pool already trained (never chosen again, teaching for free; in the pilot only when they teach), their
+    information in ``covariances`` (per prior, the target-variance covariance they leave, in units of the noise)."""
     crit = _Criterion(pool, priors, target, 1.0, covariances)
     sup_cost, dist_cost = pool.sup_cost(), pool.dist_cost()
     done = [int(i) for i in finished]
