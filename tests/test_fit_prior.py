@@ -11,12 +11,14 @@ import pytest
 
 from distlaw.fitting import SUPERVISED, fit, fit_runs
 from distlaw.fitting.fit import SELECTION_OPTIONS
+from distlaw.fitting.optimizer import LBFGSOptions
 from distlaw.fitting.selection import (
     BOOTSTRAP,
     NO_FLOOR,
     Parameterisation,
     Scored,
     choose,
+    form_pool,
     largest_runs,
     select,
     supervised_candidates,
@@ -116,6 +118,21 @@ def test_select_matches_fitting_each_form_by_hand() -> None:
     held = largest_runs(data)
     assert chosen.held_out == int(held.sum()) == 4
     _check_against(chosen.record(), _by_hand(data, forms, held))
+
+
+def test_forms_fitted_in_worker_processes_give_the_same_selection() -> None:
+    """The candidate forms are independent fits: in a pool of processes they come out as they do one by one
+    (same held-out errors, bound hits and choice), and a failing form still reports its reason."""
+    data = _data(_narrow_supervised())
+    forms = [Parameterisation("gamma = 1", {"gamma": 1.0}), Parameterisation("every coefficient fixed", {**PLANTED}),
+             Parameterisation("no floor, gamma = 1", {"E": NO_FLOOR, "gamma": 1.0})]
+    quick = LBFGSOptions(max_iter=60)  # the equality holds for any settings; these keep the test short
+    serial = select(fit, SUPERVISED, data, forms, grid="coarse", options=quick).record()
+    with form_pool(2) as pool:
+        assert pool is not None
+        parallel = select(fit, SUPERVISED, data, forms, grid="coarse", options=quick, pool=pool).record()
+    assert parallel == serial
+    assert serial["candidates"][1]["note"] == "every coefficient fixed"
 
 
 @pytest.mark.slow

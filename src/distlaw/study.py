@@ -168,6 +168,7 @@ def run_study(
     from distlaw.report.study import check_fit_options, fit_laws, study_report
 
     check_fit_options(grid, 0, 0.95)
+    from distlaw.fitting.optimizer import available_cores
     from distlaw.lab.sweep import run_sweep
     from distlaw.store import RunStore, runs_table
 
@@ -184,7 +185,7 @@ def run_study(
     stage(f"fitting both laws to the {len(train)} smaller runs (forms chosen with the prior {DEMO_PRIOR}); "
           f"{len(held)} runs of largest compute held out")
     laws = fit_laws(train, fixed=fixed, grid=grid, bootstrap=DEMO_BOOTSTRAP, level=DEMO_LEVEL, source=str(out / OUTPUTS["runs"]),
-                    prior=load_coefficients(DEMO_PRIOR), prior_name=DEMO_PRIOR)
+                    prior=load_coefficients(DEMO_PRIOR), prior_name=DEMO_PRIOR, workers=workers or available_cores())
     if laws.coefficients is not None:
         laws.coefficients.save(out / OUTPUTS["coefficients"])
     else:  # no law could be fitted: no coefficients file, not even one left by an earlier run

@@ -64,6 +64,7 @@ def fit(
     prior: Annotated[Optional[str], typer.Option("--prior", help="Preset or coefficients JSON believed before these runs: each law's form is chosen among nested parameterisations (all free; gamma = 1; exponents from the prior; ...) by its error on the largest runs left out, and the choice is written into --out.")] = None,
     grid: Annotated[str, typer.Option("--grid", help="Start grid: paper (LAWS.md sec. 3; 216,000 distillation starts), epoch (Chinchilla replication, supervised), coarse (quick).")] = "paper",
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the bootstrap resampling.")] = 0,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="With --prior: processes fitting the candidate forms side by side (default: the cores available).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the fitted coefficients JSON here (distlaw.laws.Coefficients schema, with bootstrap samples); its folder must exist.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON: per law {coefficients, intervals, metrics, warnings, fit}.")] = False,
@@ -110,12 +111,13 @@ def fit(
     table = read_runs(runs)
 
     from distlaw.fitting import fit_runs  # torch: only once the request is known to be good
+    from distlaw.fitting.optimizer import available_cores
 
     with _progress_bar(quiet) as progress:
         result = fit_runs(
             table, law, fixed=fixed, delta=delta, bootstrap=bootstrap, level=level, holdout_below=holdout_below,
             coefficients=coef, coefficients_name=coefficients, grid=grid, seed=seed, progress=progress,
-            source=str(runs), prior=prior_coef, prior_name=prior,
+            source=str(runs), prior=prior_coef, prior_name=prior, workers=workers or available_cores(),
         )
     if out is not None:
         result.coefficients().save(out)

@@ -22,6 +22,7 @@ def report(
     grid: Annotated[Optional[str], typer.Option("--grid", help="Start grid when fitting: coarse (default, fast), paper (216k distillation starts) or epoch.")] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", "-b", help="Bootstrap resamples for intervals of the fitted coefficients and the optimal teacher sizes (0: none).")] = 0,
     level: Annotated[float, typer.Option("--level", help="Confidence level of the bootstrap intervals.")] = 0.95,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="With --prior: processes fitting the candidate forms side by side (default: the cores available).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
 ) -> None:
     """Write a self-contained HTML report: distillation gains and the capacity gap as the runs show
@@ -53,8 +54,10 @@ def report(
     prior_coef = load_coefficients(prior) if prior is not None else None
     table = read_runs(runs)
     if coef is None:
+        from distlaw.fitting.optimizer import available_cores
+
         laws = fit_laws(table, fixed=fixed, grid=grid or "coarse", bootstrap=bootstrap, level=level, source=str(runs),
-                        prior=prior_coef, prior_name=prior)
+                        prior=prior_coef, prior_name=prior, workers=workers or available_cores())
     else:
         laws = given_laws(coef, coefficients or "")
     document = runs_report(table, laws, title=f"distlaw report: {runs.name}", bootstrap=bootstrap, level=level)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from distlaw.io import to_jsonable
 from distlaw.fitting.bootstrap import collapsed, interval_reasons, percentile_intervals, resample_weights
 from distlaw.fitting.grids import GridSpec, make_starts
 from distlaw.fitting.metrics import prediction_metrics
-from distlaw.fitting.selection import BOOTSTRAP, Parameterisation, distillation_candidates, select, supervised_candidates
+from distlaw.fitting.selection import BOOTSTRAP, Parameterisation, distillation_candidates, form_pool, select, supervised_candidates
 from distlaw.fitting.models import DISTILLATION, MODELS, SUPERVISED, LawModel
 from distlaw.fitting.optimizer import (
     DTYPE,
@@ -485,13 +486,16 @@ def _ltilde_samples(samples: np.ndarray, names: Sequence[str], rows: pd.DataFram
 
 
 def _form(model: LawModel, frame: Mapping[str, np.ndarray], fixed: dict[str, float],
-          forms: list[Parameterisation] | None, grid: GridSpec, common: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, Any] | None]:
+          forms: list[Parameterisation] | None, grid: GridSpec, common: Mapping[str, Any],
+          pool: Executor | None = None) -> tuple[dict[str, float], dict[str, Any] | None]:
     """The coefficients to hold fixed for ``model``: ``fixed`` alone without candidate ``forms`` (no prior),
-    else the form :func:`distlaw.fitting.selection.select` chooses, with its record for the coefficients file."""
+    else the form :func:`distlaw.fitting.selection.select` chooses (in ``pool`` when given), with its record
+    for the coefficients file."""
     if forms is None:
         return fixed, None
     kwargs = {k: v for k, v in common.items() if k not in ("level", "options")}
-    chosen = select(fit, model, frame, forms, user_fixed=fixed, grid=grid, options=common.get("options") or SELECTION_OPTIONS, **kwargs)
+    chosen = select(fit, model, frame, forms, user_fixed=fixed, grid=grid, options=common.get("options") or SELECTION_OPTIONS,
+                    pool=pool, **kwargs)
     return dict(chosen.chosen.fixed), chosen.record()
 
 
@@ -533,6 +537,7 @@ def fit_runs(
     source: str = "runs table",
     prior: Coefficients | None = None,
     prior_name: str | None = None,
+    workers: int = 1,
 ) -> RunsFit:
     """Fit the supervised law to the supervised rows and the distillation law to the distilled rows.
 
@@ -541,6 +546,8 @@ def fit_runs(
     fitted to this table's supervised rows; with ``bootstrap`` the supervised resample k then
     gives Ltilde_S for distillation resample k, so its uncertainty propagates. ``holdout_below``:
     rows with loss below it are held out of each fit and scored as the extrapolation report.
+    With a ``prior``, each law's form is chosen first (:mod:`distlaw.fitting.selection`), its candidate
+    forms fitted in ``workers`` processes.
     """
     from distlaw.runs import validate_runs
 
@@ -550,6 +557,8 @@ def fit_runs(
         raise DistlawError(f"--bootstrap must be >= 0, got {bootstrap}")
     if holdout_below is not None and not (math.isfinite(holdout_below) and holdout_below > 0):
         raise DistlawError(f"--holdout-below must be a positive loss, got {holdout_below}")
+    if not (isinstance(workers, int) and workers >= 1):
+        raise DistlawError(f"--workers must be >= 1, got {workers}")
     runs = validate_runs(runs, source=source)
     sup_rows = runs[runs["kind"] == "supervised"]
     dist_rows, pruned_note = _from_scratch(runs[runs["kind"] == "distilled"])
@@ -575,47 +584,48 @@ def fit_runs(
     common = dict(delta=delta, level=level, schedule=schedule, options=options, threads=threads, progress=progress)
     prior_label = prior_name or (prior.name if prior is not None else "")
 
-    sup_result = None
-    sup_train = sup_rows.iloc[:0]
-    if fit_sup:
-        train, test = _split(sup_rows, holdout_below)
-        sup_train = train
-        if train.empty:
-            raise DistlawError(f"{source}: no supervised rows with loss >= {holdout_below:g} to fit")
-        weights = resample_weights(len(train), bootstrap, rng) if bootstrap else None
-        forms = None if prior is None else supervised_candidates(_prior_block(prior, "supervised"), prior_label)
-        sup_fixed, sup_form = _form(SUPERVISED, _supervised_frame(train), fixed_by_law["supervised"], forms, grid, common)
-        sup_result = fit(
-            SUPERVISED, _supervised_frame(train), fixed=sup_fixed, grid=grid,
-            holdout=_supervised_frame(test) if holdout_below is not None else None,
-            bootstrap_weights=weights, **common,  # type: ignore[arg-type]
-        )
-        sup_result.parameterisation = _confirmed(sup_form, sup_result, bootstrap)
-        if sup_used is None:
-            sup_used = SupervisedCoefficients(**sup_result.coefficients)
+    with form_pool(workers if prior is not None else 1) as pool:
+        sup_result = None
+        sup_train = sup_rows.iloc[:0]
+        if fit_sup:
+            train, test = _split(sup_rows, holdout_below)
+            sup_train = train
+            if train.empty:
+                raise DistlawError(f"{source}: no supervised rows with loss >= {holdout_below:g} to fit")
+            weights = resample_weights(len(train), bootstrap, rng) if bootstrap else None
+            forms = None if prior is None else supervised_candidates(_prior_block(prior, "supervised"), prior_label)
+            sup_fixed, sup_form = _form(SUPERVISED, _supervised_frame(train), fixed_by_law["supervised"], forms, grid, common, pool)
+            sup_result = fit(
+                SUPERVISED, _supervised_frame(train), fixed=sup_fixed, grid=grid,
+                holdout=_supervised_frame(test) if holdout_below is not None else None,
+                bootstrap_weights=weights, **common,  # type: ignore[arg-type]
+            )
+            sup_result.parameterisation = _confirmed(sup_form, sup_result, bootstrap)
+            if sup_used is None:
+                sup_used = SupervisedCoefficients(**sup_result.coefficients)
 
-    dist_result = None
-    dist_train = dist_rows.iloc[:0]
-    if want_dist:
-        assert sup_used is not None
-        train, test = _split(dist_rows, holdout_below)
-        dist_train = train
-        if train.empty:
-            raise DistlawError(f"{source}: no distilled rows with loss >= {holdout_below:g} to fit")
-        frame = _distillation_frame(train, sup_used)
-        weights = resample_weights(len(train), bootstrap, rng) if bootstrap else None
-        bdata = None
-        if bootstrap and sup_source == "fit" and sup_result is not None and sup_result.bootstrap_samples is not None:
-            bdata = {"Ltilde": _ltilde_samples(sup_result.bootstrap_samples, sup_result.names, train, frame["Ltilde"])}
-        fitted_sup = sup_result.coefficients if sup_source == "fit" and sup_result is not None else None
-        forms = None if prior is None else distillation_candidates(_prior_block(prior, "distillation"), prior_label, fitted_sup)
-        dist_fixed, dist_form = _form(DISTILLATION, frame, fixed_by_law["distillation"], forms, grid, common)
-        dist_result = fit(
-            DISTILLATION, frame, fixed=dist_fixed, grid=grid,
-            holdout=_distillation_frame(test, sup_used) if holdout_below is not None else None,
-            bootstrap_weights=weights, bootstrap_data=bdata, **common,  # type: ignore[arg-type]
-        )
-        dist_result.parameterisation = _confirmed(dist_form, dist_result, bootstrap)
+        dist_result = None
+        dist_train = dist_rows.iloc[:0]
+        if want_dist:
+            assert sup_used is not None
+            train, test = _split(dist_rows, holdout_below)
+            dist_train = train
+            if train.empty:
+                raise DistlawError(f"{source}: no distilled rows with loss >= {holdout_below:g} to fit")
+            frame = _distillation_frame(train, sup_used)
+            weights = resample_weights(len(train), bootstrap, rng) if bootstrap else None
+            bdata = None
+            if bootstrap and sup_source == "fit" and sup_result is not None and sup_result.bootstrap_samples is not None:
+                bdata = {"Ltilde": _ltilde_samples(sup_result.bootstrap_samples, sup_result.names, train, frame["Ltilde"])}
+            fitted_sup = sup_result.coefficients if sup_source == "fit" and sup_result is not None else None
+            forms = None if prior is None else distillation_candidates(_prior_block(prior, "distillation"), prior_label, fitted_sup)
+            dist_fixed, dist_form = _form(DISTILLATION, frame, fixed_by_law["distillation"], forms, grid, common, pool)
+            dist_result = fit(
+                DISTILLATION, frame, fixed=dist_fixed, grid=grid,
+                holdout=_distillation_frame(test, sup_used) if holdout_below is not None else None,
+                bootstrap_weights=weights, bootstrap_data=bdata, **common,  # type: ignore[arg-type]
+            )
+            dist_result.parameterisation = _confirmed(dist_form, dist_result, bootstrap)
     reported = tuple(x for x, on in (("supervised", want_sup), ("distillation", want_dist)) if on)
     noted = dist_result or sup_result
     if pruned_note and noted is not None:

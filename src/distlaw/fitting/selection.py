@@ -9,13 +9,17 @@ pilot is run to answer), and once on all runs with a small bootstrap (``BOOTSTRA
 whether any coefficient lands on a bound or is pinned only in appearance: its bootstrap interval reaches a
 bound or collapses to a point (a coefficient the runs cannot pin gives every interval built on it no
 meaning). The choice is the lowest held-out MAPE among the fits with neither; within ``TIE`` of it, the
-parameterisation with the fewest free coefficients.
+parameterisation with the fewest free coefficients. The forms are independent fits: with a process pool
+(:func:`form_pool`) they run side by side, one per core.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+import multiprocessing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,19 +146,47 @@ def _subset(data: Mapping[str, np.ndarray], mask: np.ndarray) -> dict[str, np.nd
     return {k: np.asarray(v)[mask] for k, v in data.items()}
 
 
-def _score(fit: FitFn, model: LawModel, data: Mapping[str, np.ndarray], held: np.ndarray, form: Parameterisation,
-           fixed: Mapping[str, float], kwargs: Mapping[str, Any]) -> Scored:
-    free = len(model.parameters) - len(fixed)
-    train = _subset(data, ~held)
-    if free < 1:
-        return Scored(form, free, math.nan, (), "every coefficient fixed")
-    if int((~held).sum()) < free + 1:
-        return Scored(form, free, math.nan, (), f"{int((~held).sum())} runs left to fit {free} coefficients")
+def _attempt(fit: FitFn, model: LawModel, data: Mapping[str, np.ndarray], kwargs: Mapping[str, Any]) -> Any:
+    """One fit, or the one-line reason it failed."""
     try:
-        fold = fit(model, train, fixed=fixed, holdout=_subset(data, held), **kwargs)
-        whole = fit(model, data, fixed=fixed, bootstrap=BOOTSTRAP, **kwargs)
+        return fit(model, data, **kwargs)
     except DistlawError as err:
-        return Scored(form, free, math.nan, (), str(err))
+        return str(err)
+
+
+def _fits(model: LawModel, data: Mapping[str, np.ndarray], held: np.ndarray, fixed: Mapping[str, float],
+          kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | str:
+    """The two fits that test a form: without the held-out runs (scored on them), and on all runs with a
+    ``BOOTSTRAP``-resample bootstrap; or why the form cannot be tested."""
+    free = len(model.parameters) - len(fixed)
+    if free < 1:
+        return "every coefficient fixed"
+    if int((~held).sum()) < free + 1:
+        return f"{int((~held).sum())} runs left to fit {free} coefficients"
+    fold = {**kwargs, "fixed": dict(fixed), "holdout": _subset(data, held)}
+    whole = {**kwargs, "fixed": dict(fixed), "bootstrap": BOOTSTRAP}
+    return fold, whole
+
+
+def _run_all(fit: FitFn, model: LawModel, tasks: Sequence[tuple[Mapping[str, np.ndarray], Mapping[str, Any]]],
+             pool: Executor | None, progress: Any) -> list[Any]:
+    """Every (data, fit keyword arguments) fit of ``tasks``, in order; in ``pool`` when given (then
+    ``progress`` counts the finished fits)."""
+    if pool is None:
+        return [_attempt(fit, model, data, kwargs) for data, kwargs in tasks]
+    futures = [pool.submit(_attempt, fit, model, dict(data), kwargs) for data, kwargs in tasks]
+    results = []
+    for done, future in enumerate(futures, 1):
+        results.append(future.result())
+        if progress is not None:
+            progress(f"{model.name}: fits of the candidate forms", float(done), float(len(futures)))
+    return results
+
+
+def _scored(form: Parameterisation, free: int, fold: Any, whole: Any) -> Scored:
+    for result in (fold, whole):
+        if isinstance(result, str):
+            return Scored(form, free, math.nan, (), result)
     return Scored(form, free, float(fold.metrics["holdout"]["mape_pct"]), tuple(whole.at_bound), weak=tuple(whole.weak))
 
 
@@ -193,13 +225,28 @@ def choose(scored: Sequence[Scored]) -> tuple[Scored, str]:
     return pick, reason
 
 
+@contextmanager
+def form_pool(workers: int) -> Iterator[Executor | None]:
+    """Processes (spawned: safe after torch has started threads) that fit candidate forms side by side; None
+    for one worker. The fits are small and bound by Python overhead, so threads would share one core."""
+    if workers <= 1:
+        yield None
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
 def select(fit: FitFn, model: LawModel, data: Mapping[str, np.ndarray], candidates: Sequence[Parameterisation],
-           *, user_fixed: Mapping[str, float] | None = None, **kwargs: Any) -> Selection:
+           *, user_fixed: Mapping[str, float] | None = None, pool: Executor | None = None, **kwargs: Any) -> Selection:
     """Score every candidate (``user_fixed`` wins over a candidate's values; duplicates are tried once) and
-    choose one (:func:`choose`). ``kwargs`` go to ``fit`` (grid, delta, ...)."""
+    choose one (:func:`choose`). ``kwargs`` go to ``fit`` (grid, delta, ...). With a ``pool`` the candidates
+    are fitted in its workers (one thread each; ``progress`` then counts finished fits)."""
     user_fixed = dict(user_fixed or {})
     held = largest_runs(data)
-    scored, seen = [], set()
+    jobs, seen = [], set()
     for form in candidates:
         fixed = {**form.fixed, **user_fixed}
         key = tuple(sorted(fixed.items()))
@@ -207,6 +254,15 @@ def select(fit: FitFn, model: LawModel, data: Mapping[str, np.ndarray], candidat
             continue
         seen.add(key)
         kept = Parameterisation(form.name, fixed, tuple(n for n in form.from_prior if n not in user_fixed))
-        scored.append(_score(fit, model, data, held, kept, fixed, kwargs))
+        jobs.append((kept, fixed))
+    remote = kwargs if pool is None else {**kwargs, "progress": None, "threads": 1}
+    train = _subset(data, ~held)
+    plans = [_fits(model, data, held, fixed, remote) for _, fixed in jobs]
+    tasks = [task for plan in plans if not isinstance(plan, str) for task in ((train, plan[0]), (data, plan[1]))]
+    results = iter(_run_all(fit, model, tasks, pool, kwargs.get("progress")))
+    scored = []
+    for (kept, fixed), plan in zip(jobs, plans):
+        free = len(model.parameters) - len(fixed)
+        scored.append(Scored(kept, free, math.nan, (), plan) if isinstance(plan, str) else _scored(kept, free, next(results), next(results)))
     pick, reason = choose(scored)
     return Selection(model.name, pick.parameterisation, scored, int(held.sum()), reason)

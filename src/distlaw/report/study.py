@@ -82,13 +82,15 @@ def check_interval_options(bootstrap: int, level: float) -> None:
     check_level(level)
 
 
-def check_fit_options(grid: str, bootstrap: int, level: float) -> None:
+def check_fit_options(grid: str, bootstrap: int, level: float, workers: int = 1) -> None:
     """Refuse fit options that are the user's mistake (they must not turn into a 'missing section')."""
     from distlaw.fitting.grids import GRID_NAMES
 
     if grid not in GRID_NAMES:
         raise DistlawError(f"--grid must be one of {', '.join(GRID_NAMES)}, got '{grid}'")
     check_interval_options(bootstrap, level)
+    if not (isinstance(workers, int) and workers >= 1):
+        raise DistlawError(f"--workers must be >= 1, got {workers}")
 
 
 def _routed_fixed(fixed: Mapping[str, float], laws: list[str]) -> dict[str, dict[str, float]]:
@@ -117,9 +119,11 @@ def fit_laws(
     source: str = "runs table",
     prior: Coefficients | None = None,
     prior_name: str | None = None,
+    workers: int = 1,
 ) -> ReportLaws:
     """Fit the supervised and distillation laws (Busbridge Eqs. 1 and 8) to a validated runs table; with a
-    ``prior``, each law's form is chosen by leave-largest-runs-out error (``distlaw fit --prior``).
+    ``prior``, each law's form is chosen by leave-largest-runs-out error (``distlaw fit --prior``), the
+    candidate forms fitted in ``workers`` processes.
 
     A law the runs cannot fit (fewer runs than free coefficients, no rows of its kind, no supervised
     law to give Ltilde_S, or any other DistlawError of the fitter) is left out with the reason; the
@@ -127,14 +131,14 @@ def fit_laws(
     """
     from distlaw.fitting import fit_runs
 
-    check_fit_options(grid, bootstrap, level)
+    check_fit_options(grid, bootstrap, level, workers)
     routed = _routed_fixed(fixed or {}, [law for law in LAWS if (runs["kind"] == KIND[law]).any()])
     missing = _unfittable(runs, routed, prior)
     origin = f"fitted to {source}"
     if "supervised" in missing:
         return ReportLaws(None, origin, None, missing)
     options: dict[str, Any] = dict(grid=grid, bootstrap=bootstrap, level=level, seed=seed, source=source, prior=prior,
-                                   prior_name=prior_name)
+                                   prior_name=prior_name, workers=workers)
     supervised_only = {f"supervised.{k}": v for k, v in routed["supervised"].items()}
     both_error = None
     if "distillation" not in missing:
