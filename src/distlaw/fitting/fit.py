@@ -547,7 +547,8 @@ def fit_runs(
     gives Ltilde_S for distillation resample k, so its uncertainty propagates. ``holdout_below``:
     rows with loss below it are held out of each fit and scored as the extrapolation report.
     With a ``prior``, each law's form is chosen first (:mod:`distlaw.fitting.selection`), its candidate
-    forms fitted in ``workers`` processes.
+    forms fitted in ``workers`` processes (spawned: a script that asks for more than one needs the
+    ``if __name__ == "__main__":`` guard, as with any multiprocessing).
     """
     from distlaw.runs import validate_runs
 
