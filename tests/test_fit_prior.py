@@ -25,17 +25,23 @@ from distlaw.fitting.selection import (
 )
 from distlaw.laws import Coefficients, load_coefficients, supervised_loss
 
+QUICK = LBFGSOptions(max_iter=100)
+"""Short fits for the tests of bookkeeping: what they check holds for any settings, given the same to both sides."""
 PLANTED = {"E": 1.3, "A": 400.0, "B": 900.0, "alpha": 0.34, "beta": 0.29, "gamma": 1.0}
 
 
-def _narrow_supervised(noise: float = 0.004, seed: int = 1) -> pd.DataFrame:
-    """A pilot-like table: 16 runs over one decade of size, far from the floor: E and gamma are weakly pinned."""
+def _supervised_table(sizes: np.ndarray, noise: float = 0.004, seed: int = 1) -> pd.DataFrame:
+    """Runs of the PLANTED law at each size x M = 10, 20, 40, 80, with log-normal noise."""
     rng = np.random.default_rng(seed)
-    n = np.repeat(np.geomspace(2e7, 2e8, 4), 4)
-    d = n * np.tile([10.0, 20.0, 40.0, 80.0], 4)
-    coef = Coefficients.from_dict({"supervised": PLANTED})
-    loss = supervised_loss(n, d, coef.supervised) * np.exp(noise * rng.standard_normal(n.size))
+    n = np.repeat(sizes, 4)
+    d = n * np.tile([10.0, 20.0, 40.0, 80.0], len(sizes))
+    loss = supervised_loss(n, d, Coefficients.from_dict({"supervised": PLANTED}).supervised) * np.exp(noise * rng.standard_normal(n.size))
     return pd.DataFrame({"kind": "supervised", "params": n, "tokens": d, "loss": loss})
+
+
+def _narrow_supervised() -> pd.DataFrame:
+    """A pilot-like table: 16 runs over one decade of size, far from the floor: E and gamma are weakly pinned."""
+    return _supervised_table(np.geomspace(2e7, 2e8, 4))
 
 
 def _scored(name: str, free: int, mape: float, at_bound: tuple[str, ...] = (), weak: tuple[str, ...] = ()) -> Scored:
@@ -81,15 +87,15 @@ def test_largest_runs_are_the_top_quarter_by_compute() -> None:
     assert largest_runs({"N": np.array([1.0, 2.0]), "D": np.ones(2)}).sum() == 1
 
 
-def _by_hand(data: dict, forms, held: np.ndarray) -> dict[str, tuple[float, bool]]:
+def _by_hand(data: dict, forms, held: np.ndarray, options: LBFGSOptions = SELECTION_OPTIONS) -> dict[str, tuple[float, bool]]:
     """Each form's held-out MAPE (fitted on the smaller runs) and whether its fit on all runs leaves a
     coefficient unpinned (on a bound, or its bootstrap interval reaching one or collapsing)."""
     out = {}
     for form in forms:
         train = {k: v[~held] for k, v in data.items()}
         test = {k: v[held] for k, v in data.items()}
-        fold = fit(SUPERVISED, train, fixed=form.fixed, holdout=test, grid="coarse", options=SELECTION_OPTIONS)
-        whole = fit(SUPERVISED, data, fixed=form.fixed, grid="coarse", options=SELECTION_OPTIONS, bootstrap=BOOTSTRAP)
+        fold = fit(SUPERVISED, train, fixed=form.fixed, holdout=test, grid="coarse", options=options)
+        whole = fit(SUPERVISED, data, fixed=form.fixed, grid="coarse", options=options, bootstrap=BOOTSTRAP)
         out[form.name] = (fold.metrics["holdout"]["mape_pct"], bool(whole.at_bound or whole.weak))
     return out
 
@@ -114,10 +120,10 @@ def test_select_matches_fitting_each_form_by_hand() -> None:
     data = _data(runs)
     forms = [Parameterisation("all free"), Parameterisation("gamma = 1", {"gamma": 1.0}),
              Parameterisation("no floor, gamma = 1", {"E": NO_FLOOR, "gamma": 1.0})]
-    chosen = select(fit, SUPERVISED, data, forms, grid="coarse", options=SELECTION_OPTIONS)
+    chosen = select(fit, SUPERVISED, data, forms, grid="coarse", options=QUICK)
     held = largest_runs(data)
     assert chosen.held_out == int(held.sum()) == 4
-    _check_against(chosen.record(), _by_hand(data, forms, held))
+    _check_against(chosen.record(), _by_hand(data, forms, held, QUICK))
 
 
 def test_forms_fitted_in_worker_processes_give_the_same_selection() -> None:
@@ -126,11 +132,10 @@ def test_forms_fitted_in_worker_processes_give_the_same_selection() -> None:
     data = _data(_narrow_supervised())
     forms = [Parameterisation("gamma = 1", {"gamma": 1.0}), Parameterisation("every coefficient fixed", {**PLANTED}),
              Parameterisation("no floor, gamma = 1", {"E": NO_FLOOR, "gamma": 1.0})]
-    quick = LBFGSOptions(max_iter=60)  # the equality holds for any settings; these keep the test short
-    serial = select(fit, SUPERVISED, data, forms, grid="coarse", options=quick).record()
+    serial = select(fit, SUPERVISED, data, forms, grid="coarse", options=QUICK).record()
     with form_pool(2) as pool:
         assert pool is not None
-        parallel = select(fit, SUPERVISED, data, forms, grid="coarse", options=quick, pool=pool).record()
+        parallel = select(fit, SUPERVISED, data, forms, grid="coarse", options=QUICK, pool=pool).record()
     assert parallel == serial
     assert serial["candidates"][1]["note"] == "every coefficient fixed"
 
@@ -151,16 +156,16 @@ def test_fit_runs_selection_over_every_form_matches_by_hand() -> None:
 
 def test_without_a_prior_the_fit_is_unchanged() -> None:
     runs = _narrow_supervised()
-    plain = fit_runs(runs, "supervised", grid="coarse").supervised
+    plain = fit_runs(runs, "supervised", grid="coarse", options=QUICK).supervised
     assert plain.parameterisation is None and "parameterisation" not in plain.summary()
-    again = fit(SUPERVISED, _data(runs), grid="coarse")
+    again = fit(SUPERVISED, _data(runs), grid="coarse", options=QUICK)
     assert plain.coefficients == again.coefficients
 
 
 def test_fix_wins_and_the_coefficients_file_records_the_form(tmp_path) -> None:
     runs = _narrow_supervised()
     result = fit_runs(runs, "supervised", fixed={"gamma": 0.8}, prior=load_coefficients("busbridge2025"),
-                      prior_name="busbridge2025", grid="coarse", bootstrap=8)
+                      prior_name="busbridge2025", grid="coarse", bootstrap=8, options=QUICK)
     record = result.supervised.parameterisation
     assert all(c["fixed"]["gamma"] == 0.8 and "gamma" not in c["from_prior"] for c in record["candidates"])
     keys = [tuple(sorted(c["fixed"].items())) for c in record["candidates"]]
@@ -205,7 +210,7 @@ def test_cli_refuses_an_unknown_prior_in_one_line(tmp_path, cli) -> None:
 
 
 def test_cli_prints_the_forms_and_writes_them(tmp_path, cli) -> None:
-    runs = _narrow_supervised()
+    runs = _supervised_table(np.geomspace(1e7, 1e10, 5))  # three decades: quick fits (a test of output)
     path = tmp_path / "runs.csv"
     runs.to_csv(path, index=False)
     out = tmp_path / "fitted.json"
