@@ -23,6 +23,7 @@ from distlaw.fitting.selection import (
     select,
     supervised_candidates,
 )
+from distlaw.errors import DistlawError
 from distlaw.laws import Coefficients, load_coefficients, supervised_loss
 
 QUICK = LBFGSOptions(max_iter=100)
@@ -254,3 +255,9 @@ def test_a_coefficient_the_final_bootstrap_finds_weakly_pinned_is_named_in_the_r
     amended = _confirmed(form, SimpleNamespace(weak={"gamma": "its bootstrap interval reaches its upper bound"}), 200)
     assert amended["reason"].startswith("lowest held-out MAPE; but the final fit's 200-resample bootstrap finds gamma weakly pinned")
     assert _confirmed(None, SimpleNamespace(weak={"gamma": "x"}), 200) is None
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5])
+def test_a_worker_count_below_one_is_refused_before_any_fit(workers) -> None:
+    with pytest.raises(DistlawError, match=r"^--workers must be >= 1"):
+        fit_runs(_narrow_supervised(), "supervised", prior=load_coefficients("busbridge2025"), workers=workers)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from distlaw.errors import DistlawError
+from distlaw.errors import DistlawError, check_workers
 from distlaw.findings import best_teachers, distillation_gains
 from distlaw.io import write_json, write_table
 from distlaw.laws import load_coefficients
@@ -162,8 +162,8 @@ def run_study(
     start = time.perf_counter()
     stage = on_stage or (lambda _: None)
     out = check_study_folder(out_dir)
-    if workers is not None and workers < 1:
-        raise DistlawError(f"--workers must be >= 1, got {workers}")
+    if workers is not None:
+        check_workers(workers)
     sweep_config = load_config(config or DEMO_CONFIG)
     from distlaw.report.study import check_fit_options, fit_laws, study_report
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from distlaw.errors import DistlawError
+from distlaw.errors import DistlawError, check_workers
 from distlaw.io import to_jsonable
 from distlaw.fitting.bootstrap import collapsed, interval_reasons, percentile_intervals, resample_weights
 from distlaw.fitting.grids import GridSpec, make_starts
@@ -558,8 +558,7 @@ def fit_runs(
         raise DistlawError(f"--bootstrap must be >= 0, got {bootstrap}")
     if holdout_below is not None and not (math.isfinite(holdout_below) and holdout_below > 0):
         raise DistlawError(f"--holdout-below must be a positive loss, got {holdout_below}")
-    if not (isinstance(workers, int) and workers >= 1):
-        raise DistlawError(f"--workers must be >= 1, got {workers}")
+    check_workers(workers)
     runs = validate_runs(runs, source=source)
     sup_rows = runs[runs["kind"] == "supervised"]
     dist_rows, pruned_note = _from_scratch(runs[runs["kind"] == "distilled"])

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from distlaw.capacity import capacity_figure, capacity_gap
-from distlaw.errors import DistlawError
+from distlaw.errors import DistlawError, check_workers
 from distlaw.findings import best_teachers, distillation_gains
 from distlaw.figures import format_number
 from distlaw.intervals import NO_INTERVAL, check_level
@@ -89,8 +89,7 @@ def check_fit_options(grid: str, bootstrap: int, level: float, workers: int = 1)
     if grid not in GRID_NAMES:
         raise DistlawError(f"--grid must be one of {', '.join(GRID_NAMES)}, got '{grid}'")
     check_interval_options(bootstrap, level)
-    if not (isinstance(workers, int) and workers >= 1):
-        raise DistlawError(f"--workers must be >= 1, got {workers}")
+    check_workers(workers)
 
 
 def _routed_fixed(fixed: Mapping[str, float], laws: list[str]) -> dict[str, dict[str, float]]:
